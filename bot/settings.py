@@ -1,0 +1,190 @@
+"""Settings: TOML defaults in config/, overridden by MINYI_* environment variables.
+
+Loaded once by the CLI and handed to the app factory; nothing reads the environment
+after that, so tests build a Settings object and get a fully isolated app.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "config"
+
+# Short names the brief promises, mapped to their section/key.
+ENV_ALIASES = {
+    "MINYI_DATA_DIR": ("data", "dir"),
+    "MINYI_DATABASE_URL": ("database", "url"),
+}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 65536
+    public_url: str = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    dir: str = "./data"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""
+    auto_migrate: str = "auto"
+    echo: bool = False
+    pool_size: int = 10
+
+
+@dataclass(frozen=True)
+class WeChatSettings:
+    token: str = "minyi-dev-token"
+    appid: str = "wx0000000000000000"
+    secret: str = ""
+    aes_key: str = ""
+    api_base: str = "https://api.weixin.qq.com"
+    timestamp_window_seconds: int = 300
+    require_encryption: bool = False
+    http_timeout_seconds: float = 10
+    max_retries: int = 3
+    fallback_template_id: str = ""
+    fallback_subscribe_template_id: str = ""
+
+    @property
+    def offline(self) -> bool:
+        """No secret means no access token: outbound calls go to the outbox only."""
+        return not self.secret
+
+
+@dataclass(frozen=True)
+class DialogSettings:
+    timeout_minutes: int = 30
+    oneshot_min_chars: int = 12
+    status_list_length: int = 5
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    enabled: str = "auto"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    load: str = "auto"
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    wechat: WeChatSettings = field(default_factory=WeChatSettings)
+    dialog: DialogSettings = field(default_factory=DialogSettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    demo: DemoSettings = field(default_factory=DemoSettings)
+    config_dir: Path = CONFIG_DIR
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data.dir).expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'minyi.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def auto_migrate(self) -> bool:
+        value = str(self.database.auto_migrate).lower()
+        if value == "auto":
+            return self.is_sqlite
+        return value in {"1", "true", "yes", "on"}
+
+    @property
+    def simulator_enabled(self) -> bool:
+        value = str(self.simulator.enabled).lower()
+        if value == "auto":
+            return self.wechat.offline
+        return value in {"1", "true", "yes", "on"}
+
+    @property
+    def load_demo(self) -> bool:
+        value = str(self.demo.load).lower()
+        if value == "auto":
+            return self.is_sqlite
+        return value in {"1", "true", "yes", "on"}
+
+    def replace(self, **sections: Mapping[str, Any]) -> "Settings":
+        """A copy with some keys changed: settings.replace(wechat={"secret": "x"})."""
+        return _apply(self, {name: dict(values) for name, values in sections.items()})
+
+
+def _coerce(value: Any, like: Any) -> Any:
+    if isinstance(like, bool):
+        if isinstance(value, bool):
+            return value
+        return str(value).strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(like, int) and not isinstance(like, bool):
+        return int(value)
+    if isinstance(like, float):
+        return float(value)
+    return str(value)
+
+
+def _apply(settings: Settings, overrides: dict[str, dict[str, Any]]) -> Settings:
+    changes: dict[str, Any] = {}
+    for section_name, values in overrides.items():
+        section = getattr(settings, section_name, None)
+        if section is None or not dataclasses.is_dataclass(section):
+            raise ValueError(f"unknown settings section [{section_name}]")
+        known = {f.name for f in dataclasses.fields(section)}
+        typed = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ValueError(f"unknown setting {section_name}.{key}")
+            typed[key] = _coerce(value, getattr(section, key))
+        changes[section_name] = dataclasses.replace(section, **typed)
+    return dataclasses.replace(settings, **changes)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, (section, key) in ENV_ALIASES.items():
+        if name in environ:
+            overrides.setdefault(section, {})[key] = environ[name]
+    defaults = Settings()
+    for f in dataclasses.fields(Settings):
+        section = getattr(defaults, f.name)
+        if not dataclasses.is_dataclass(section):
+            continue
+        for key_field in dataclasses.fields(section):
+            env_name = f"MINYI_{f.name}_{key_field.name}".upper()
+            if env_name in environ:
+                overrides.setdefault(f.name, {})[key_field.name] = environ[env_name]
+    return overrides
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults from config/minyi.toml, then the file in MINYI_CONFIG, then MINYI_* variables."""
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    with open(CONFIG_DIR / "minyi.toml", "rb") as fh:
+        settings = _apply(settings, tomllib.load(fh))
+    extra = environ.get("MINYI_CONFIG")
+    if extra:
+        with open(extra, "rb") as fh:
+            settings = _apply(settings, tomllib.load(fh))
+    return _apply(settings, _env_overrides(environ))

@@ -1,0 +1,1 @@
+"""Storage: sqlmodel tables, the async engine, migrations and demo data."""

@@ -1,0 +1,180 @@
+"""The tables. One class a table; workflow states and categories are codes that
+config/ defines, so adding one is a config change, not a migration.
+
+Times are naive UTC everywhere (see bot.clock); display converts to China time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+
+def _json(default: Any = None) -> Any:
+    return Field(default_factory=lambda: default() if callable(default) else default,
+                 sa_column=Column(JSON, nullable=True))
+
+
+class Area(SQLModel, table=True):
+    """A node of the grid tree: district → street → community → grid.
+
+    `code` is the stable 网格编码; it is the key everything else refers to.
+    """
+
+    __tablename__ = "area"
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=100)
+    level: str = Field(max_length=16, index=True)  # district / street / community / grid
+    parent_code: Optional[str] = Field(default=None, foreign_key="area.code", max_length=32, index=True)
+    polygon: Optional[list] = _json(None)  # [[lng, lat], ...] for grids
+    center_lat: Optional[float] = None
+    center_lng: Optional[float] = None
+    places: Optional[list] = _json(list)  # estates, roads, landmarks named by residents
+    households: Optional[int] = None
+
+
+class Staff(SQLModel, table=True):
+    __tablename__ = "staff"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50)
+    role: str = Field(max_length=24, index=True)  # grid_worker / liaison / dispatcher / supervisor / admin
+    area_code: Optional[str] = Field(default=None, foreign_key="area.code", max_length=32, index=True)
+    department: Optional[str] = Field(default=None, max_length=32, index=True)
+    openid: Optional[str] = Field(default=None, max_length=64, index=True)
+    active: bool = True
+
+
+class Resident(SQLModel, table=True):
+    """A follower of the account. Only what the dialogs need; no name, no phone."""
+
+    __tablename__ = "resident"
+    openid: str = Field(primary_key=True, max_length=64)
+    subscribed: bool = True
+    subscribed_at: Optional[datetime] = None
+    unsubscribed_at: Optional[datetime] = None
+    consent_at: Optional[datetime] = None
+    home_area_code: Optional[str] = Field(default=None, foreign_key="area.code", max_length=32)
+    scene: Optional[str] = Field(default=None, max_length=64)
+    created_at: datetime
+    # Last message from the resident: the 48-hour customer-service window runs from here.
+    last_seen_at: Optional[datetime] = None
+
+
+class DialogState(SQLModel, table=True):
+    """Where a resident is in a multi-turn dialog; survives restarts."""
+
+    __tablename__ = "dialog_state"
+    openid: str = Field(primary_key=True, max_length=64)
+    state: str = Field(default="idle", max_length=32)
+    data: Optional[dict] = _json(dict)
+    updated_at: datetime
+
+
+class InboundMessage(SQLModel, table=True):
+    """Every accepted callback, keyed for exactly-once handling.
+
+    The unique `dedupe_key` is what makes a duplicate ticket impossible: the row,
+    the ticket and the reply commit in one transaction.
+    """
+
+    __tablename__ = "inbound_message"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=160, sa_column_kwargs={"unique": True})
+    openid: str = Field(max_length=64, index=True)
+    msg_type: str = Field(max_length=32)
+    event: Optional[str] = Field(default=None, max_length=64)
+    payload: Optional[dict] = _json(dict)
+    reply: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    received_at: datetime
+
+
+class Ticket(SQLModel, table=True):
+    __tablename__ = "ticket"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, sa_column_kwargs={"unique": True})
+    openid: str = Field(max_length=64, index=True)
+    appeal_type: str = Field(max_length=8)  # 投诉 / 求助 / 咨询 / 建议 / 举报
+    category: str = Field(max_length=48, index=True)
+    department: Optional[str] = Field(default=None, max_length=32, index=True)
+    co_departments: Optional[list] = _json(list)
+    urgency: str = Field(max_length=8)  # 特急 / 紧急 / 一般
+    area_code: Optional[str] = Field(default=None, foreign_key="area.code", max_length=32, index=True)
+    status: str = Field(max_length=24, index=True)
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    lat: Optional[float] = None
+    lng: Optional[float] = None
+    address: Optional[str] = Field(default=None, max_length=200)
+    confidence: Optional[float] = None
+    keywords: Optional[list] = _json(list)
+    source_key: Optional[str] = Field(default=None, max_length=160)
+    created_at: datetime = Field(index=True)
+    updated_at: datetime
+    response_due_at: Optional[datetime] = None
+    closure_due_at: Optional[datetime] = None
+    accepted_at: Optional[datetime] = None
+    resolved_at: Optional[datetime] = None
+    closed_at: Optional[datetime] = None
+
+
+class TicketEvent(SQLModel, table=True):
+    """The audit trail of a ticket: every state change and who made it."""
+
+    __tablename__ = "ticket_event"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    at: datetime
+    action: str = Field(max_length=32)
+    from_status: Optional[str] = Field(default=None, max_length=24)
+    to_status: Optional[str] = Field(default=None, max_length=24)
+    actor: str = Field(max_length=64)
+    note: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class Attachment(SQLModel, table=True):
+    """Photo, voice, video, location or link a resident added to a ticket."""
+
+    __tablename__ = "attachment"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    kind: str = Field(max_length=16)  # image / voice / video / shortvideo / location / link
+    media_id: Optional[str] = Field(default=None, max_length=160)
+    url: Optional[str] = Field(default=None, max_length=500)
+    local_path: Optional[str] = Field(default=None, max_length=300)
+    label: Optional[str] = Field(default=None, max_length=300)
+    lat: Optional[float] = None
+    lng: Optional[float] = None
+    created_at: datetime
+
+
+class Outbox(SQLModel, table=True):
+    """Every outbound WeChat call, written in the same transaction as the change
+    that caused it (transactional outbox), then delivered by the sender.
+
+    status: pending → sent | failed | deferred (quota, retried later) | offline
+    (no app secret: recorded here instead of the network).
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=24)  # custom / template / subscribe / menu / media
+    openid: Optional[str] = Field(default=None, max_length=64, index=True)
+    payload: Optional[dict] = _json(dict)
+    status: str = Field(default="pending", max_length=16)
+    channel: Optional[str] = Field(default=None, max_length=24)  # what finally carried it
+    attempts: int = 0
+    last_error: Optional[str] = Field(default=None, max_length=300)
+    created_at: datetime
+    next_attempt_at: Optional[datetime] = None
+    sent_at: Optional[datetime] = None
+
+
+class Counter(SQLModel, table=True):
+    """Named counters, e.g. the per-day ticket sequence."""
+
+    __tablename__ = "counter"
+    name: str = Field(primary_key=True, max_length=64)
+    value: int = 0
