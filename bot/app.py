@@ -1,0 +1,93 @@
+"""The app factory. Resources are opened and closed in cleanup contexts, in order:
+database → services (areas, router, WeChat client, outbox) → scheduler."""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from bot.areas import AreaDirectory
+from bot.inbox import Inbox
+from bot.routes import CALLBACK, setup_routes
+from bot.scheduler import start_scheduler
+from bot.services import SERVICES, Services
+from bot.settings import Settings
+from bot.sla import SlaPolicy
+from bot.tasks import BackgroundTasks
+from bot.wechat.callback import WeChatCallback
+from bot.wechat.client import WeChatClient
+from bot.wechat.outbox import OutboxSender
+from bot.workflow import Workflow
+from nlp.router import Router
+from storage import migrate, seed
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+
+
+async def open_database(settings: Settings) -> Database:
+    """Open the database, migrating and seeding the embedded default as configured."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size)
+    if settings.auto_migrate:
+        await migrate.upgrade(db.engine)
+    if settings.load_demo:
+        async with db.transaction() as s:
+            added = await seed.load_demo(s, settings.config_dir)
+        if any(added.values()):
+            log.info("demo data loaded: %s", added)
+    return db
+
+
+async def build_services(settings: Settings, db: Database, http: aiohttp.ClientSession) -> Services:
+    async with db.session() as s:
+        areas = await AreaDirectory.load(s)
+    router = Router.from_config(settings.config_dir, areas.locator)
+    client = None if settings.wechat.offline else WeChatClient(settings.wechat, http)
+    return Services(
+        settings=settings,
+        db=db,
+        areas=areas,
+        router=router,
+        workflow=Workflow.load(settings.config_dir / "workflow.toml"),
+        sla=SlaPolicy.load(settings.config_dir),
+        tasks=BackgroundTasks(),
+        http=http,
+        wechat=client,
+        outbox=OutboxSender(db, settings.wechat, client),
+    )
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=max(settings.server.max_body_bytes, 8 * 1024 * 1024))
+    app[SETTINGS] = settings
+
+    async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[DATABASE] = await open_database(settings)
+        yield
+        await app[DATABASE].close()
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as http:
+            services = await build_services(settings, app[DATABASE], http)
+            app[SERVICES] = services
+            app[CALLBACK] = WeChatCallback(settings.wechat, Inbox(services), settings.server.max_body_bytes)
+            services.outbox.kick()  # anything left from before a restart
+            yield
+            await services.tasks.close()
+            await services.outbox.close()
+
+    async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+        scheduler = start_scheduler(app[SERVICES])
+        yield
+        scheduler.shutdown(wait=False)
+
+    app.cleanup_ctx.extend([database_ctx, services_ctx, scheduler_ctx])
+    setup_routes(app, settings)
+    return app

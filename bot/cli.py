@@ -1,0 +1,299 @@
+"""The `minyi` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import multiprocessing
+import signal
+import sys
+import tomllib
+from typing import Any, Sequence
+
+from bot.settings import Settings, load_settings
+
+log = logging.getLogger("minyi")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("jieba").setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------- serve
+
+def _run_worker(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    web.run_app(create_app(settings), host=host, port=port, reuse_port=reuse_port, print=None,
+                access_log=None, handle_signals=True)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import open_database
+
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    # Migrate and seed once, before any worker starts.
+    db = asyncio.run(_prepare(settings, open_database))
+    del db
+    worker_settings = settings.replace(database={"auto_migrate": "false"}, demo={"load": "false"})
+    mode = "离线模式（外发消息写入 outbox）" if settings.wechat.offline else "在线模式"
+    print(f"minyi 已启动：http://{host}:{port}  {mode}  数据库：{_masked(settings.database_url)}", flush=True)
+    if settings.simulator_enabled:
+        print(f"微信模拟器：http://{host}:{port}/sim", flush=True)
+    if args.workers <= 1:
+        _run_worker(worker_settings, host, port, reuse_port=False)
+        return 0
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_run_worker, args=(worker_settings, host, port, True), daemon=False)
+               for _ in range(args.workers)]
+    for worker in workers:
+        worker.start()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    for worker in workers:
+        worker.join()
+    return 0
+
+
+async def _prepare(settings: Settings, open_database: Any) -> None:
+    db = await open_database(settings)
+    await db.close()
+
+
+def _masked(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+# ---------------------------------------------------------------- migrate / demo
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import migrate
+    from storage.db import Database
+
+    async def run() -> str | None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.database_url)
+        try:
+            await migrate.upgrade(db.engine, args.revision)
+            return await migrate.current_revision(db.engine)
+        finally:
+            await db.close()
+
+    revision = asyncio.run(run())
+    print(f"数据库已迁移到版本 {revision}（{_masked(settings.database_url)}）")
+    return 0
+
+
+def cmd_demo_load(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import seed
+    from storage.db import Database
+
+    async def run() -> dict[str, int]:
+        db = Database(settings.database_url)
+        try:
+            async with db.transaction() as s:
+                return await seed.load_demo(s, settings.config_dir)
+        finally:
+            await db.close()
+
+    added = asyncio.run(run())
+    print(f"已载入演示数据：网格节点 {added['areas']} 个，工作人员 {added['staff']} 名")
+    return 0
+
+
+# ---------------------------------------------------------------- wechat menu
+
+def load_menu(settings: Settings) -> dict[str, Any]:
+    with open(settings.config_dir / "menu.toml", "rb") as fh:
+        menu = tomllib.load(fh)
+    text = json.dumps(menu, ensure_ascii=False).replace("{public_url}", settings.server.public_url.rstrip("/"))
+    return json.loads(text)
+
+
+def cmd_menu_push(args: argparse.Namespace, settings: Settings) -> int:
+    import aiohttp
+
+    from bot.wechat.client import WeChatAPIError, WeChatClient
+    from bot.wechat.outbox import record_offline
+    from storage.db import Database
+
+    menu = load_menu(settings)
+    if args.dry_run:
+        print(json.dumps(menu, ensure_ascii=False, indent=2))
+        return 0
+
+    async def run() -> int:
+        if settings.wechat.offline:
+            db = Database(settings.database_url)
+            try:
+                async with db.transaction() as s:
+                    record_offline(s, "menu", menu)
+            finally:
+                await db.close()
+            print("未配置 AppSecret（离线模式）：菜单未发布，已记录到 outbox。")
+            return 0
+        async with aiohttp.ClientSession() as http:
+            try:
+                await WeChatClient(settings.wechat, http).create_menu(menu)
+            except WeChatAPIError as exc:
+                print(f"菜单发布失败：{exc}", file=sys.stderr)
+                return 1
+        print(f"菜单已发布：{len(menu.get('button', []))} 个一级菜单。")
+        return 0
+
+    return asyncio.run(run())
+
+
+# ---------------------------------------------------------------- outbox
+
+def cmd_outbox_list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlmodel import col, select
+
+    from bot.clock import format_local
+    from storage.db import Database
+    from storage.models import Outbox
+
+    async def run() -> list[Outbox]:
+        db = Database(settings.database_url)
+        try:
+            async with db.session() as s:
+                statement = select(Outbox).order_by(col(Outbox.id).desc()).limit(args.limit)
+                if args.status:
+                    statement = statement.where(Outbox.status == args.status)
+                return list((await s.exec(statement)).all())
+        finally:
+            await db.close()
+
+    rows = asyncio.run(run())
+    if not rows:
+        print("outbox 为空。")
+    for row in reversed(rows):
+        content = (row.payload or {}).get("content") or json.dumps(row.payload, ensure_ascii=False)[:80]
+        print(f"#{row.id} {format_local(row.created_at)} [{row.status}] {row.kind} → {row.openid or '-'}: "
+              f"{str(content).replace(chr(10), ' / ')[:100]}")
+    return 0
+
+
+# ---------------------------------------------------------------- route
+
+def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
+    """One report per stdin line → one JSON object per line (uses the demo grids' gazetteer)."""
+    from bot.areas import AreaDirectory
+    from nlp.router import Router
+    from storage.db import Database
+
+    async def load_areas() -> AreaDirectory:
+        from bot.app import open_database
+
+        db: Database = await open_database(settings)
+        try:
+            async with db.session() as s:
+                return await AreaDirectory.load(s)
+        finally:
+            await db.close()
+
+    areas = asyncio.run(load_areas())
+    router = Router.from_config(settings.config_dir, areas.locator)
+    for line in sys.stdin:
+        text = line.strip()
+        if not text:
+            continue
+        r = router.route(text)
+        print(json.dumps({
+            "text": text, "category": r.category, "label": r.category, "department": r.department,
+            "co_departments": list(r.co_departments), "urgency": r.urgency, "appeal_type": r.appeal_type,
+            "grid": r.area_code, "keywords": list(r.keywords), "confidence": r.confidence,
+        }, ensure_ascii=False), flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------- config
+
+def cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
+    for section in dataclasses.fields(settings):
+        value = getattr(settings, section.name)
+        if not dataclasses.is_dataclass(value):
+            continue
+        print(f"[{section.name}]")
+        for key, item in dataclasses.asdict(value).items():
+            shown = "***" if key in ("secret", "aes_key") and item else item
+            if key == "url" and item:
+                shown = _masked(str(item))
+            print(f"{key} = {shown!r}")
+    print(f"# 实际数据库：{_masked(settings.database_url)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minyi",
+        description="民意：网格化社会治理微信公众号服务。配置见 config/minyi.toml，可用 MINYI_* 环境变量覆盖。")
+    parser.add_argument("-v", "--verbose", action="store_true", help="输出调试日志")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="命令")
+
+    serve = sub.add_parser("serve", help="启动服务（默认内置 SQLite、演示数据和 /sim 模拟器）")
+    serve.add_argument("--host", help="监听地址（默认取配置 server.host）")
+    serve.add_argument("--port", type=int, help="端口（默认取配置 server.port）")
+    serve.add_argument("--workers", type=int, default=1, help="工作进程数（共享端口，默认 1）")
+    serve.set_defaults(func=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="执行数据库迁移（PostgreSQL 部署时先运行一次）")
+    mig.add_argument("--revision", default="head", help="目标版本（默认 head）")
+    mig.set_defaults(func=cmd_migrate)
+
+    demo = sub.add_parser("demo", help="演示数据")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True, metavar="子命令")
+    demo_sub.add_parser("load", help="载入演示网格和工作人员（已存在的跳过）").set_defaults(func=cmd_demo_load)
+
+    wechat = sub.add_parser("wechat", help="公众号管理")
+    wechat_sub = wechat.add_subparsers(dest="wechat_command", required=True, metavar="子命令")
+    menu = wechat_sub.add_parser("menu", help="自定义菜单")
+    menu_sub = menu.add_subparsers(dest="menu_command", required=True, metavar="子命令")
+    push = menu_sub.add_parser("push", help="按 config/menu.toml 发布菜单（离线模式写入 outbox）")
+    push.add_argument("--dry-run", action="store_true", help="只打印将要发布的菜单 JSON")
+    push.set_defaults(func=cmd_menu_push)
+
+    outbox = sub.add_parser("outbox", help="查看外发消息记录")
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True, metavar="子命令")
+    listing = outbox_sub.add_parser("list", help="列出最近的外发记录")
+    listing.add_argument("--status", choices=["pending", "sending", "sent", "deferred", "failed", "offline"],
+                         help="只看某种状态")
+    listing.add_argument("--limit", type=int, default=20, help="条数（默认 20）")
+    listing.set_defaults(func=cmd_outbox_list)
+
+    route = sub.add_parser("route", help="从标准输入逐行读取诉求，输出分类/部门/紧急程度/网格（JSON Lines）")
+    route.set_defaults(func=cmd_route)
+
+    config = sub.add_parser("config", help="配置")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="子命令")
+    config_sub.add_parser("show", help="显示生效的配置（密钥已隐藏）").set_defaults(func=cmd_config_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    settings = load_settings()
+    return int(args.func(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""What the account says to residents. Plain words, short lines, for elderly users too."""
+
+ACCOUNT_NAME = "民意直通车"
+
+WELCOME = (
+    "您好，欢迎关注{name}！\n"
+    "在这里您可以：\n"
+    "· 反映问题：直接发文字、语音、照片或位置\n"
+    "· 查询进度：回复「查询」\n"
+    "· 绑定网格：发送您家的位置，或回复「绑定」\n"
+    "遇到正在发生的危险，请立即拨打110、119或120。"
+).format(name=ACCOUNT_NAME)
+
+PRIVACY = (
+    "【隐私说明】\n"
+    "我们只收集办理您诉求所需的信息（您反映的内容、照片、位置），仅用于受理、转办和回访，"
+    "不会公开您的身份。您可随时回复「我的数据」查看，或回复「删除我的数据」申请删除。"
+)
+
+ASK_CONSENT = "回复「同意」表示您同意上述说明，即可开始反映问题；回复「取消」放弃。"
+CONSENT_THANKS = "谢谢！您已同意隐私说明。"
+CONSENT_NEEDED = "反映问题前，请先阅读隐私说明。"
+
+HELP = (
+    "怎么用：\n"
+    "1. 反映问题：直接发文字或语音，说清是什么事、在哪里；可以再发照片、位置\n"
+    "2. 查询进度：回复「查询」，或发送工单编号\n"
+    "3. 绑定网格：发送位置，或回复「绑定」\n"
+    "4. 取消正在填写的内容：回复「取消」"
+)
+
+REPORT_PROMPT = "请直接发送文字或语音，说清是什么问题、在哪里。可以附上照片和位置。"
+EMERGENCY_PROMPT = (
+    "如遇正在发生的危险，请立即拨打110（治安）、119（火警）、120（急救）。\n"
+    "您也可以直接描述情况，我们会马上转给值班人员。"
+)
+EMERGENCY_ADVICE = "情况紧急，已直报值班人员。如有人身危险，请立即拨打110、119或120！"
+
+DRAFT_STARTED = "收到，您反映的是：\n「{summary}」\n还可以继续补充文字、照片或位置。\n回复「1」提交，回复「取消」放弃。"
+DRAFT_MEDIA_STARTED = "已收到{kind}。请再用文字或语音说明是什么问题、在哪里。\n回复「1」直接提交，回复「取消」放弃。"
+DRAFT_ADDED = "已补充{kind}。回复「1」提交，回复「取消」放弃。"
+DRAFT_EMPTY = "还没有收到您要反映的内容，请先用文字或语音描述问题。"
+DRAFT_CANCELLED = "已取消，本次内容没有提交。"
+DRAFT_EXPIRED = "您上次没有提交的内容已超过{minutes}分钟，已自动作废。"
+NOTHING_TO_CANCEL = "当前没有正在填写的内容。"
+
+TICKET_CREATED = (
+    "您的诉求已受理！\n"
+    "编号：{number}\n"
+    "类别：{category}\n"
+    "{routing_line}\n"
+    "我们将在{due}前联系处理。回复「查询」可查看进度；如需补充照片或位置，现在直接发送即可。"
+)
+ROUTED_LINE = "已转交：{area}{department}"
+TRIAGE_LINE = "已转交区综治中心，工作人员会尽快分派。"
+EVIDENCE_ATTACHED = "已将{kind}补充到工单 {number}。"
+
+NO_TICKETS = "您还没有反映过问题。直接发送文字或语音即可反映。"
+TICKET_LIST_HEAD = "您最近的诉求："
+TICKET_LIST_ITEM = "{index}. {number}【{status}】{category}\n   {created}提交"
+TICKET_LIST_TAIL = "发送编号可查看详情。"
+TICKET_NOT_FOUND = "没有找到编号为 {number} 的诉求，请核对后再试。"
+TICKET_DETAIL = "编号：{number}\n状态：{status}\n类别：{category}\n内容：{summary}\n办理记录：\n{timeline}"
+
+BIND_CHOOSE_COMMUNITY = "请回复数字选择您所在的社区：\n{options}\n回复「取消」放弃。"
+BIND_CHOOSE_GRID = "请回复数字选择您所在的网格：\n{options}"
+BIND_BAD_CHOICE = "请回复列表中的数字，或回复「取消」。"
+BIND_DONE = "已绑定您的所属网格：{area}。\n今后反映问题时，没有说明位置的，将默认转给该网格。"
+BIND_BY_LOCATION = "已根据位置绑定您的所属网格：{area}。\n如要反映这里的问题，请直接发送文字描述。"
+LOCATION_OUTSIDE = "这个位置不在本区网格服务范围内。您可以回复「绑定」手动选择社区。"
+
+DATA_SUMMARY = "我们保存的您的信息：\n关注时间：{subscribed}\n所属网格：{area}\n诉求数量：{tickets}件"
+DATA_DELETE_ACK = "已收到您的删除申请，工作人员将在15个工作日内处理并通知您。"
+
+UNKNOWN_MESSAGE = "暂不支持这种消息。请发送文字、语音、照片或位置。"
+
+MEDIA_KIND = {
+    "image": "照片",
+    "voice": "语音",
+    "video": "视频",
+    "shortvideo": "小视频",
+    "location": "位置",
+    "link": "链接",
+    "text": "文字",
+}

@@ -1,0 +1,35 @@
+"""Everything a request handler may use, built once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from bot.areas import AreaDirectory
+from bot.settings import Settings
+from bot.sla import SlaPolicy
+from bot.tasks import BackgroundTasks
+from bot.wechat.client import WeChatClient
+from bot.wechat.outbox import OutboxSender
+from bot.workflow import Workflow
+from nlp.router import Router
+from storage.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    areas: AreaDirectory
+    router: Router
+    workflow: Workflow
+    sla: SlaPolicy
+    tasks: BackgroundTasks
+    http: aiohttp.ClientSession
+    wechat: WeChatClient | None  # None in offline mode
+    outbox: OutboxSender
+
+
+SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,166 @@
+"""Creating tickets and reading them back: numbering, routing, SLA deadlines,
+the audit trail and the notifications a new ticket causes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.clock import to_local
+from bot.services import Services
+from bot.wechat.outbox import enqueue_text
+from nlp.router import Routing
+from storage.models import Attachment, Counter, Staff, Ticket, TicketEvent
+
+SYSTEM_ACTOR = "system"
+
+
+@dataclass
+class Evidence:
+    """What a resident attached to a report before it became a ticket."""
+
+    kind: str
+    media_id: str | None = None
+    url: str | None = None
+    label: str | None = None
+    lat: float | None = None
+    lng: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class NewTicket:
+    openid: str
+    description: str
+    routing: Routing
+    location: tuple[float, float] | None = None
+    address: str | None = None
+    evidence: list[Evidence] = field(default_factory=list)
+    source_key: str | None = None
+
+
+async def next_number(session: AsyncSession, now: datetime) -> str:
+    """'20261122-0007': the local date and that day's sequence, safe under concurrency."""
+    day = to_local(now).strftime("%Y%m%d")
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(Counter).values(name=f"ticket:{day}", value=1)
+    stmt = stmt.on_conflict_do_update(index_elements=["name"], set_={"value": Counter.value + 1}).returning(Counter.value)
+    value = (await session.exec(stmt)).scalar_one()
+    return f"{day}-{value:04d}"
+
+
+async def create_ticket(services: Services, session: AsyncSession, new: NewTicket, now: datetime) -> Ticket:
+    routing = new.routing
+    workflow = services.workflow
+    respond_due, close_due = services.sla.deadlines(now, routing.urgency, routing.sla_class)
+    ticket = Ticket(
+        number=await next_number(session, now),
+        openid=new.openid,
+        appeal_type=routing.appeal_type,
+        category=routing.category,
+        department=routing.department,
+        co_departments=list(routing.co_departments),
+        urgency=routing.urgency,
+        area_code=routing.area_code,
+        status=workflow.initial,
+        description=new.description,
+        lat=new.location[0] if new.location else None,
+        lng=new.location[1] if new.location else None,
+        address=new.address,
+        confidence=routing.confidence,
+        keywords=list(routing.keywords),
+        source_key=new.source_key,
+        created_at=now,
+        updated_at=now,
+        response_due_at=respond_due,
+        closure_due_at=close_due,
+    )
+    session.add(ticket)
+    await session.flush()
+    assert ticket.id is not None
+    session.add(TicketEvent(ticket_id=ticket.id, at=now, action="create", to_status=ticket.status,
+                            actor=new.openid, note="群众通过公众号反映"))
+    for item in new.evidence:
+        session.add(Attachment(ticket_id=ticket.id, kind=item.kind, media_id=item.media_id, url=item.url,
+                               label=item.label, lat=item.lat, lng=item.lng, created_at=now))
+
+    action = "to_triage" if routing.needs_triage(services.router.threshold) else "route"
+    await transition(services, session, ticket, action, SYSTEM_ACTOR, now, note=_routing_note(services, routing))
+    await _notify_staff(services, session, ticket)
+    return ticket
+
+
+def _routing_note(services: Services, routing: Routing) -> str:
+    words = "、".join(routing.keywords) or "无"
+    return (f"分类：{services.router.taxonomy.label(routing.category)}（置信度 {routing.confidence:.2f}，"
+            f"关键词：{words}）；紧急程度：{routing.urgency}")
+
+
+async def transition(services: Services, session: AsyncSession, ticket: Ticket, action: str, actor: str,
+                     now: datetime, note: str | None = None) -> TicketEvent:
+    target = services.workflow.target(ticket.status, action)
+    event = TicketEvent(ticket_id=ticket.id or 0, at=now, action=action, from_status=ticket.status,
+                        to_status=target, actor=actor, note=note)
+    ticket.status = target
+    ticket.updated_at = now
+    session.add(event)
+    session.add(ticket)
+    return event
+
+
+async def _notify_staff(services: Services, session: AsyncSession, ticket: Ticket) -> None:
+    """New-ticket notice to the grid worker and department liaison; 特急 also goes
+    straight to the district duty staff as a red warning (红色预警, 直报)."""
+    taxonomy = services.router.taxonomy
+    area_name = services.areas.full_name(ticket.area_code) or "未定位"
+    summary = ticket.description if len(ticket.description) <= 60 else ticket.description[:60] + "…"
+    category = taxonomy.label(ticket.category)
+    staff = list((await session.exec(select(Staff).where(Staff.active == True))).all())  # noqa: E712
+    recipients: dict[str, str] = {}
+    if ticket.status == "triage":
+        for person in staff:
+            if person.role == "dispatcher" and person.openid:
+                recipients[person.openid] = "待分拨"
+    else:
+        for person in staff:
+            if not person.openid:
+                continue
+            if person.role == "grid_worker" and person.area_code == ticket.area_code:
+                recipients[person.openid] = "网格"
+            elif person.role == "liaison" and person.department == ticket.department:
+                recipients[person.openid] = "部门"
+    for openid, why in recipients.items():
+        enqueue_text(session, openid,
+                     f"【新工单·{why}】{ticket.number}\n类别：{category}\n紧急程度：{ticket.urgency}\n"
+                     f"位置：{area_name}\n内容：{summary}\n请在时限内接单处理。",
+                     title=f"新工单 {ticket.number}")
+    if ticket.urgency == "特急":
+        district_codes = {n.code for n in services.areas.ancestors(ticket.area_code) if n.level in ("district", "city")}
+        for person in staff:
+            if person.openid and person.role in ("dispatcher", "supervisor") and (
+                    not district_codes or person.area_code in district_codes):
+                enqueue_text(session, person.openid,
+                             f"【红色预警·直报】{ticket.number}\n{category}\n位置：{area_name}\n内容：{summary}\n"
+                             f"请立即处置并关注。", title=f"红色预警 {ticket.number}")
+
+
+async def tickets_of(session: AsyncSession, openid: str, limit: int) -> list[Ticket]:
+    rows = await session.exec(select(Ticket).where(Ticket.openid == openid)
+                              .order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc()).limit(limit))
+    return list(rows.all())
+
+
+async def find_ticket(session: AsyncSession, number: str) -> Ticket | None:
+    return (await session.exec(select(Ticket).where(Ticket.number == number))).first()
+
+
+async def events_of(session: AsyncSession, ticket_id: int) -> list[TicketEvent]:
+    rows = await session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id))
+    return list(rows.all())

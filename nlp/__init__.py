@@ -1,0 +1,1 @@
+"""Routing intelligence: taxonomy, jieba keyword tagging, urgency and place."""

@@ -1,0 +1,77 @@
+"""Keyword tagging: jieba tokens and weighted taxonomy keywords → category scores.
+
+Multi-character keywords match as substrings of the text (so jieba's segmentation
+choices cannot hide them); single characters must stand as a whole token.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jieba
+
+from nlp.taxonomy import FALLBACK_CATEGORY, Taxonomy
+
+NEGATIVE_WEIGHT = 2.0
+
+
+@dataclass(frozen=True)
+class Tagging:
+    category: str
+    confidence: float
+    keywords: tuple[str, ...]
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def new_tokenizer(userdict: Path | None) -> jieba.Tokenizer:
+    """A private jieba tokenizer with the governance dictionary (no global state)."""
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    if userdict and userdict.exists():
+        tokenizer.load_userdict(str(userdict))
+    return tokenizer
+
+
+class KeywordTagger:
+    def __init__(self, taxonomy: Taxonomy, tokenizer: jieba.Tokenizer) -> None:
+        self.taxonomy = taxonomy
+        self.tokenizer = tokenizer
+        self._phrases: list[tuple[str, str, float]] = []  # (word, category, weight)
+        self._single: dict[str, list[tuple[str, float]]] = {}
+        for category in taxonomy.categories.values():
+            for word, weight in category.keywords.items():
+                if len(word) >= 2:
+                    self._phrases.append((word, category.code, weight))
+                else:
+                    self._single.setdefault(word, []).append((category.code, weight))
+
+    def tokens(self, text: str) -> list[str]:
+        return self.tokenizer.lcut(text)
+
+    def tag(self, text: str) -> Tagging:
+        scores: dict[str, float] = {}
+        matched: dict[str, list[str]] = {}
+        for word, code, weight in self._phrases:
+            if word in text:
+                scores[code] = scores.get(code, 0.0) + weight
+                matched.setdefault(code, []).append(word)
+        if self._single:
+            for token in set(self.tokens(text)):
+                for code, weight in self._single.get(token, ()):
+                    scores[code] = scores.get(code, 0.0) + weight
+                    matched.setdefault(code, []).append(token)
+        for code in list(scores):
+            penalty = sum(NEGATIVE_WEIGHT for word in self.taxonomy.categories[code].negative if word in text)
+            scores[code] -= penalty
+        ranked = sorted(((s, c) for c, s in scores.items() if s > 0), reverse=True)
+        if not ranked:
+            return Tagging(FALLBACK_CATEGORY, 0.0, (), {})
+        best_score, best = ranked[0]
+        runner_up = ranked[1][0] if len(ranked) > 1 else 0.0
+        # Strength of evidence times how clearly it beats the runner-up.
+        strength = 1.0 - math.exp(-best_score / 4.0)
+        margin = best_score / (best_score + runner_up)
+        confidence = round(strength * margin, 3)
+        return Tagging(best, confidence, tuple(dict.fromkeys(matched[best])), dict(scores))

@@ -1,0 +1,118 @@
+"""Shared fixtures. Every test that touches storage runs twice: on SQLite and on a
+real PostgreSQL server this session starts (tests/pgserver.py). Set
+MINYI_TEST_BACKENDS=sqlite to run only the embedded backend while iterating."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterator
+
+import pytest
+from aiohttp import web
+
+from bot.app import create_app
+from bot.settings import Settings, load_settings
+from tests import wechat
+from tests.pgserver import PostgresServer
+
+BACKENDS = [b.strip() for b in os.environ.get("MINYI_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
+
+
+async def _admin(url: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _migrate(url: str) -> None:
+    from storage import migrate
+    from storage.db import Database
+
+    db = Database(url)
+    try:
+        await migrate.upgrade(db.engine)
+    finally:
+        await db.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """Admin URL of a running server holding a migrated template database."""
+    given = os.environ.get("MINYI_TEST_POSTGRES_URL")
+    server = None
+    if given:
+        admin = given
+    else:
+        server = PostgresServer()
+        admin = server.start()
+    try:
+        asyncio.run(_admin(admin, "DROP DATABASE IF EXISTS minyi_template", "CREATE DATABASE minyi_template"))
+        asyncio.run(_migrate(admin.rsplit("/", 1)[0] + "/minyi_template"))
+        yield admin
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'minyi.db'}"
+        return
+    admin = request.getfixturevalue("postgres_template")
+    name = "t_" + uuid.uuid4().hex[:12]
+    asyncio.run(_admin(admin, f"CREATE DATABASE {name} TEMPLATE minyi_template"))
+    yield admin.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(_admin(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def make_settings(tmp_path: Path, database_url: str, **sections: dict[str, Any]) -> Settings:
+    base = load_settings({}).replace(
+        data={"dir": str(tmp_path / "data")},
+        database={"url": database_url, "auto_migrate": "true"},
+        wechat={"token": wechat.TOKEN, "appid": wechat.APPID, "aes_key": wechat.AES_KEY, "secret": "",
+                "api_base": "http://127.0.0.1:9"},
+        demo={"load": "true"},
+        simulator={"enabled": "true"},
+    )
+    return base.replace(**sections) if sections else base
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Callable[..., Any], settings: Settings) -> Any:
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture(params=["plaintext", "compatible", "safe"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def sender(client: Any) -> wechat.Sender:
+    return wechat.Sender(client)
+
+
+def services_of(client: Any):  # type: ignore[no-untyped-def]
+    from bot.services import SERVICES
+
+    app: web.Application = client.server.app
+    return app[SERVICES]
+
+
+@pytest.fixture
+def new_openid() -> Callable[[], str]:
+    return lambda: "o" + uuid.uuid4().hex[:27]
