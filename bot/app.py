@@ -48,7 +48,7 @@ async def open_database(settings: Settings) -> Database:
 async def build_services(settings: Settings, db: Database, http: aiohttp.ClientSession) -> Services:
     async with db.session() as s:
         areas = await AreaDirectory.load(s)
-    router = Router.from_config(settings.config_dir, areas.locator)
+    router = Router.from_config(settings.config_dir, areas.locator, areas.gazetteer)
     client = None if settings.wechat.offline else WeChatClient(settings.wechat, http)
     return Services(
         settings=settings,
@@ -64,7 +64,16 @@ async def build_services(settings: Settings, db: Database, http: aiohttp.ClientS
     )
 
 
+def check_settings(settings: Settings) -> None:
+    """Refuse settings that would leave the callback open to anyone."""
+    if not settings.wechat.token.strip():
+        raise ValueError("MINYI_WECHAT_TOKEN 不能为空：回调签名依赖它")
+    if not settings.wechat.offline and settings.wechat.token == "minyi-dev-token":
+        log.warning("正在使用默认的开发 token 连接真实公众号：请设置 MINYI_WECHAT_TOKEN")
+
+
 def create_app(settings: Settings) -> web.Application:
+    check_settings(settings)
     app = web.Application(client_max_size=max(settings.server.max_body_bytes, 8 * 1024 * 1024))
     app[SETTINGS] = settings
 

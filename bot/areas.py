@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from nlp.gazetteer import Gazetteer
 from nlp.geo import GridLocator
 from storage.models import Area
 
@@ -33,6 +34,9 @@ class AreaDirectory:
             for a in areas
         }
         self.locator = GridLocator((a.code, a.name, a.polygon or []) for a in areas if a.level == "grid")
+        grids = [a for a in areas if a.level == "grid"]
+        self.gazetteer = Gazetteer([(p, a.code) for a in grids for p in (a.places or [])] +
+                                   [(a.name, a.code) for a in grids])
 
     @classmethod
     async def load(cls, session: AsyncSession) -> "AreaDirectory":

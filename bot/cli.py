@@ -209,7 +209,7 @@ def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
             await db.close()
 
     areas = asyncio.run(load_areas())
-    router = Router.from_config(settings.config_dir, areas.locator)
+    router = Router.from_config(settings.config_dir, areas.locator, areas.gazetteer)
     for line in sys.stdin:
         text = line.strip()
         if not text:

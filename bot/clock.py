@@ -1,4 +1,4 @@
-"""Time in one place: naive UTC in the database, China time for people."""
+"""Time in one place: timezone-aware UTC in code and database, China time for people."""
 
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(timezone.utc)
 
 
 def to_local(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc).astimezone(CHINA)
+    """China time; a naive value is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(CHINA)
 
 
 def from_local(local: datetime) -> datetime:
+    """Aware UTC; a naive value is taken as China time."""
     if local.tzinfo is None:
         local = local.replace(tzinfo=CHINA)
-    return local.astimezone(timezone.utc).replace(tzinfo=None)
+    return local.astimezone(timezone.utc)
 
 
 def format_local(moment: datetime | None) -> str:

@@ -48,6 +48,8 @@ class Inbox:
             found, reply = await self._stored_reply(key)
             if found:
                 return reply
+            if key in self._inflight:  # another delivery claimed it while we read
+                continue
             future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
             try:

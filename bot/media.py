@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.services import Services
 from bot.wechat.client import WeChatAPIError
@@ -20,12 +20,16 @@ log = logging.getLogger(__name__)
 EXTENSIONS = {"image": "jpg", "voice": "amr", "video": "mp4", "shortvideo": "mp4"}
 
 
-async def download_ticket_media(services: Services, ticket_id: int) -> int:
-    """Download every attachment of the ticket not yet stored; returns how many were stored."""
+async def download_ticket_media(services: Services, ticket_id: int, only: list[int] | None = None) -> int:
+    """Download the ticket's attachments not yet stored (or just those in `only`);
+    returns how many were stored."""
     async with services.db.transaction() as s:
-        pending = list((await s.exec(select(Attachment).where(
+        statement = select(Attachment).where(
             Attachment.ticket_id == ticket_id, Attachment.media_id != None,  # noqa: E711
-            Attachment.local_path == None))).all())  # noqa: E711
+            Attachment.local_path == None)  # noqa: E711
+        if only is not None:
+            statement = statement.where(col(Attachment.id).in_(only))
+        pending = list((await s.exec(statement)).all())
         if services.wechat is None:
             for item in pending:
                 record_offline(s, "media", {"media_id": item.media_id, "ticket_id": ticket_id,

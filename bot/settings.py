@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -132,14 +133,15 @@ class Settings:
         return _apply(self, {name: dict(values) for name, values in sections.items()})
 
 
-def _coerce(value: Any, like: Any) -> Any:
-    if isinstance(like, bool):
+def _coerce(value: Any, kind: Any) -> Any:
+    """Convert a TOML or environment value to the field's declared type."""
+    if kind is bool:
         if isinstance(value, bool):
             return value
         return str(value).strip().lower() in {"1", "true", "yes", "on"}
-    if isinstance(like, int) and not isinstance(like, bool):
+    if kind is int:
         return int(value)
-    if isinstance(like, float):
+    if kind is float:
         return float(value)
     return str(value)
 
@@ -150,12 +152,12 @@ def _apply(settings: Settings, overrides: dict[str, dict[str, Any]]) -> Settings
         section = getattr(settings, section_name, None)
         if section is None or not dataclasses.is_dataclass(section):
             raise ValueError(f"unknown settings section [{section_name}]")
-        known = {f.name for f in dataclasses.fields(section)}
+        hints = typing.get_type_hints(type(section))
         typed = {}
         for key, value in values.items():
-            if key not in known:
+            if key not in hints:
                 raise ValueError(f"unknown setting {section_name}.{key}")
-            typed[key] = _coerce(value, getattr(section, key))
+            typed[key] = _coerce(value, hints[key])
         changes[section_name] = dataclasses.replace(section, **typed)
     return dataclasses.replace(settings, **changes)
 

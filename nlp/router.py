@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nlp.appeal import AppealTypes
+from nlp.gazetteer import Gazetteer
 from nlp.geo import GridLocator
 from nlp.tagger import KeywordTagger, new_tokenizer
 from nlp.taxonomy import FALLBACK_CATEGORY, Taxonomy
@@ -32,6 +33,7 @@ class Routing:
     confidence: float
     keywords: tuple[str, ...]
     sla_class: str
+    place: str | None = None  # the place name that located it, when text did
 
     @property
     def known_problem(self) -> bool:
@@ -43,20 +45,23 @@ class Routing:
 
 class Router:
     def __init__(self, taxonomy: Taxonomy, tagger: KeywordTagger, urgency: UrgencyDetector,
-                 appeal_types: AppealTypes, locator: GridLocator, threshold: float = DEFAULT_THRESHOLD) -> None:
+                 appeal_types: AppealTypes, locator: GridLocator, gazetteer: Gazetteer,
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
         self.taxonomy = taxonomy
         self.tagger = tagger
         self.urgency = urgency
         self.appeal_types = appeal_types
         self.locator = locator
+        self.gazetteer = gazetteer
         self.threshold = threshold
 
     @classmethod
-    def from_config(cls, config_dir: Path, locator: GridLocator, threshold: float = DEFAULT_THRESHOLD) -> "Router":
+    def from_config(cls, config_dir: Path, locator: GridLocator, gazetteer: Gazetteer,
+                    threshold: float = DEFAULT_THRESHOLD) -> "Router":
         taxonomy = Taxonomy.load(config_dir / "taxonomy.toml")
         tagger = KeywordTagger(taxonomy, new_tokenizer(config_dir / "jieba_userdict.txt"))
         return cls(taxonomy, tagger, UrgencyDetector.load(config_dir / "urgency.toml"),
-                   AppealTypes.load(config_dir / "appeal_types.toml"), locator, threshold)
+                   AppealTypes.load(config_dir / "appeal_types.toml"), locator, gazetteer, threshold)
 
     def route(self, text: str, location: tuple[float, float] | None = None,
               home_area: str | None = None) -> Routing:
@@ -66,7 +71,13 @@ class Router:
         level = category.urgency if tagging.confidence >= self.threshold else self.urgency.lowest
         if self.urgency.rank(urgency.level) > self.urgency.rank(level):
             level = urgency.level
+        # Where: a location beats a place named in the text, which beats the home grid.
         area = self.locator.locate(*location) if location else None
+        place = None
+        if area is None:
+            found = self.gazetteer.find(text)
+            if found:
+                place, area = found
         return Routing(
             category=category.code,
             category_name=category.name,
@@ -79,4 +90,5 @@ class Router:
             confidence=tagging.confidence,
             keywords=tagging.keywords,
             sla_class=category.sla_class,
+            place=place,
         )

@@ -1,7 +1,7 @@
 """The tables. One class a table; workflow states and categories are codes that
 config/ defines, so adding one is a config change, not a migration.
 
-Times are naive UTC everywhere (see bot.clock); display converts to China time.
+Times are timezone-aware UTC (see bot.clock); display converts to China time.
 """
 
 from __future__ import annotations

@@ -62,16 +62,23 @@ def postgres_template() -> Iterator[str]:
             server.stop()
 
 
+_finished_databases: list[str] = []
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'minyi.db'}"
         return
     admin = request.getfixturevalue("postgres_template")
+    # Databases of earlier tests are dropped now, not in their own teardown: the
+    # app using one may be torn down after this fixture (pytest-asyncio ordering).
+    drops = [f"DROP DATABASE IF EXISTS {old} WITH (FORCE)" for old in _finished_databases]
+    _finished_databases.clear()
     name = "t_" + uuid.uuid4().hex[:12]
-    asyncio.run(_admin(admin, f"CREATE DATABASE {name} TEMPLATE minyi_template"))
+    asyncio.run(_admin(admin, *drops, f"CREATE DATABASE {name} TEMPLATE minyi_template"))
     yield admin.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(_admin(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    _finished_databases.append(name)
 
 
 def make_settings(tmp_path: Path, database_url: str, **sections: dict[str, Any]) -> Settings:

@@ -144,9 +144,9 @@ async def test_control_characters_and_cdata_terminator_survive_round_trip(client
     openid = new_openid()
     await s.reply(wechat.event(openid, "subscribe"))
     await s.reply(wechat.text(openid, "同意"))
-    nasty = "楼上]]><xml>漏水\x01\x02\x1f 已经]]>三天"
+    nasty = "这事]]><xml>说不清\x01\x02\x1f 已经]]>三天"
     reply = await s.reply(wechat.text(openid, nasty))
-    assert "楼上]]><xml>漏水" in reply  # quoted back intact, minus the control characters
+    assert "这事]]><xml>说不清 已经]]>三天" in reply  # quoted back intact, minus the control characters
     assert "\x01" not in reply
 
 

@@ -158,11 +158,11 @@ def _created_reply(session: Session, ticket: Ticket, urgency: str) -> str:
     return reply
 
 
-def _download_media_later(session: Session, ticket: Ticket) -> None:
+def _download_media_later(session: Session, ticket: Ticket, only: list[int] | None = None) -> None:
     from bot.media import download_ticket_media
 
     services = session.services
-    services.tasks.spawn(download_ticket_media(services, ticket.id or 0), name=f"media-{ticket.number}")
+    services.tasks.spawn(download_ticket_media(services, ticket.id or 0, only), name=f"media-{ticket.number}")
 
 
 async def cancel(msg: Inbound, session: Session) -> str:
@@ -179,12 +179,15 @@ async def supplement(msg: Inbound, session: Session) -> str:
     ticket_id, number = session.data.get("ticket_id"), session.data.get("number")
     if evidence is None or not ticket_id:
         return texts.UNKNOWN_MESSAGE
-    session.db.add(Attachment(ticket_id=ticket_id, kind=evidence.kind, media_id=evidence.media_id, url=evidence.url,
-                              label=evidence.label, lat=evidence.lat, lng=evidence.lng, created_at=session.now))
+    attachment = Attachment(ticket_id=ticket_id, kind=evidence.kind, media_id=evidence.media_id, url=evidence.url,
+                            label=evidence.label, lat=evidence.lat, lng=evidence.lng, created_at=session.now)
+    session.db.add(attachment)
     session.db.add(TicketEvent(ticket_id=ticket_id, at=session.now, action="supplement", actor=session.resident.openid,
                                note=f"群众补充{texts.MEDIA_KIND.get(evidence.kind, '材料')}"))
     if evidence.media_id:
+        await session.db.flush()
         ticket = await session.db.get(Ticket, ticket_id)
-        if ticket is not None:
-            session.after_commit(lambda: _download_media_later(session, ticket))
+        if ticket is not None and attachment.id is not None:
+            only = [attachment.id]
+            session.after_commit(lambda: _download_media_later(session, ticket, only))
     return texts.EVIDENCE_ATTACHED.format(kind=texts.MEDIA_KIND.get(evidence.kind, "材料"), number=number)

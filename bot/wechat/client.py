@@ -87,7 +87,17 @@ class WeChatClient:
         for attempt in range(self.settings.max_retries + 1):
             if attempt:
                 await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
-            token = await self.access_token()
+            try:
+                token = await self.access_token()
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                last_error = exc  # token endpoint unreachable: same bounded retries as the call
+                log.warning("WeChat stable_token failed: %s", exc)
+                continue
+            except WeChatAPIError as exc:
+                if exc.errcode != SYSTEM_BUSY:
+                    raise  # bad appid/secret, IP not whitelisted: retrying cannot help
+                last_error = exc
+                continue
             query = {"access_token": token, **(params or {})}
             try:
                 async with self.http.request(method, self.base + path, params=query, json=json,
@@ -139,6 +149,12 @@ class WeChatClient:
 
     async def download_media(self, media_id: str) -> bytes:
         result = await self.call("GET", "/cgi-bin/media/get", params={"media_id": media_id}, binary=True)
+        if isinstance(result, dict) and result.get("video_url"):
+            # Videos are not returned inline: media/get answers with a download URL.
+            async with self.http.get(result["video_url"], timeout=self._timeout()) as resp:
+                if resp.status != 200:
+                    raise WeChatAPIError(-3, f"video download failed with HTTP {resp.status}")
+                return await resp.read()
         if not isinstance(result, bytes):
             raise WeChatAPIError(-3, "media/get returned JSON instead of a file")
         return result
