@@ -24,6 +24,8 @@ from bot.workflow import Workflow
 from nlp.router import Router
 from storage import migrate, seed
 from storage.db import Database
+from storage.models import Staff
+from sqlmodel import select
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ async def open_database(settings: Settings) -> Database:
 async def build_services(settings: Settings, db: Database, http: aiohttp.ClientSession) -> Services:
     async with db.session() as s:
         areas = await AreaDirectory.load(s)
+        staff = list((await s.exec(select(Staff).where(Staff.active == True))).all())  # noqa: E712
     router = Router.from_config(settings.config_dir, areas.locator, areas.gazetteer)
     client = None if settings.wechat.offline else WeChatClient(settings.wechat, http)
     return Services(
@@ -61,6 +64,7 @@ async def build_services(settings: Settings, db: Database, http: aiohttp.ClientS
         http=http,
         wechat=client,
         outbox=OutboxSender(db, settings.wechat, client),
+        staff=staff,
     )
 
 

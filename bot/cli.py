@@ -101,12 +101,15 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo_load(args: argparse.Namespace, settings: Settings) -> int:
-    from storage import seed
+    from storage import migrate, seed
     from storage.db import Database
 
     async def run() -> dict[str, int]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
         try:
+            if settings.auto_migrate:
+                await migrate.upgrade(db.engine)
             async with db.transaction() as s:
                 return await seed.load_demo(s, settings.config_dir)
         finally:
@@ -261,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="演示数据")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True, metavar="子命令")
-    demo_sub.add_parser("load", help="载入演示网格和工作人员（已存在的跳过）").set_defaults(func=cmd_demo_load)
+    demo_sub.add_parser("load", help="载入演示网格和工作人员（已存在的跳过）",
+                        description="把 config/demo/ 中的演示网格和工作人员写入数据库；已存在的跳过，可重复运行。"
+                        ).set_defaults(func=cmd_demo_load)
 
     wechat = sub.add_parser("wechat", help="公众号管理")
     wechat_sub = wechat.add_subparsers(dest="wechat_command", required=True, metavar="子命令")
@@ -279,12 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=20, help="条数（默认 20）")
     listing.set_defaults(func=cmd_outbox_list)
 
-    route = sub.add_parser("route", help="从标准输入逐行读取诉求，输出分类/部门/紧急程度/网格（JSON Lines）")
+    route = sub.add_parser("route", help="从标准输入逐行读取诉求，输出分类/部门/紧急程度/网格（JSON Lines）",
+                           description="每行一条诉求，输出一行 JSON：category、label、department、urgency、grid、"
+                                       "keywords、confidence。")
     route.set_defaults(func=cmd_route)
 
     config = sub.add_parser("config", help="配置")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="子命令")
-    config_sub.add_parser("show", help="显示生效的配置（密钥已隐藏）").set_defaults(func=cmd_config_show)
+    config_sub.add_parser("show", help="显示生效的配置（密钥已隐藏）",
+                          description="显示 config/minyi.toml、MINYI_CONFIG 文件和 MINYI_* 环境变量合并后的配置。"
+                          ).set_defaults(func=cmd_config_show)
     return parser
 
 

@@ -5,9 +5,11 @@ attacker may replay one inside the timestamp window. Each delivery is keyed
 (MsgId, or FromUserName+CreateTime+Event for events):
   * in this process, a retry that arrives while the first attempt runs awaits it
     and returns the same reply;
+  * a delivery this process answered lately is answered again from memory;
   * across processes, the unique key in `inbound_message` is inserted in the same
-    transaction as the ticket and the reply, so a second process either waits on
-    the row lock and then reads the stored reply, or finds it already there.
+    transaction as the ticket and the reply, so a second process's transaction
+    waits on that key, fails, rolls back (its ticket with it) and returns the
+    stored reply.
 A crash mid-request rolls the whole transaction back, so WeChat's retry starts clean.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -30,10 +33,16 @@ log = logging.getLogger(__name__)
 SENSITIVE_FIELDS = ("Encrypt",)
 
 
+RECENT_REPLIES = 4096
+
+
 class Inbox:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._inflight: dict[str, asyncio.Future[str | None]] = {}
+        # Replies this process gave lately: WeChat's retries and replays are answered
+        # from here without touching the database.
+        self._recent: OrderedDict[str, str | None] = OrderedDict()
 
     async def handle(self, msg: Inbound) -> str | None:
         """The reply text for this delivery (None = 'success'), computed once."""
@@ -45,11 +54,8 @@ class Inbox:
                     return await asyncio.shield(running)
                 except Exception:
                     continue  # the first attempt failed; try ourselves
-            found, reply = await self._stored_reply(key)
-            if found:
-                return reply
-            if key in self._inflight:  # another delivery claimed it while we read
-                continue
+            if key in self._recent:
+                return self._recent[key]
             future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
             try:
@@ -60,9 +66,15 @@ class Inbox:
                 raise
             else:
                 future.set_result(reply)
+                self._remember(key, reply)
                 return reply
             finally:
                 del self._inflight[key]
+
+    def _remember(self, key: str, reply: str | None) -> None:
+        self._recent[key] = reply
+        if len(self._recent) > RECENT_REPLIES:
+            self._recent.popitem(last=False)
 
     async def _stored_reply(self, key: str) -> tuple[bool, str | None]:
         async with self.services.db.session() as s:
@@ -74,14 +86,12 @@ class Inbox:
     async def _process(self, msg: Inbound, key: str) -> str | None:
         try:
             async with self.services.db.transaction() as db:
-                record = InboundMessage(dedupe_key=key, openid=msg.openid, msg_type=msg.msg_type,
-                                        event=msg.event or None, received_at=utcnow(),
-                                        payload={k: v for k, v in msg.fields.items() if k not in SENSITIVE_FIELDS})
-                db.add(record)
-                await db.flush()  # claims the key now: a concurrent duplicate blocks or fails here
                 reply, session = await dispatch(self.services, db, msg, key)
-                record.reply = reply or ""
-                db.add(record)
+                # Written last, with the reply: if another worker committed this key
+                # first, the unique index fails this commit and everything rolls back.
+                db.add(InboundMessage(dedupe_key=key, openid=msg.openid, msg_type=msg.msg_type,
+                                      event=msg.event or None, received_at=utcnow(), reply=reply or "",
+                                      payload={k: v for k, v in msg.fields.items() if k not in SENSITIVE_FIELDS}))
         except IntegrityError:
             found, reply = await self._stored_reply(key)
             if found:

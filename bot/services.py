@@ -16,6 +16,7 @@ from bot.wechat.outbox import OutboxSender
 from bot.workflow import Workflow
 from nlp.router import Router
 from storage.db import Database
+from storage.models import Staff
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Services:
     http: aiohttp.ClientSession
     wechat: WeChatClient | None  # None in offline mode
     outbox: OutboxSender
+    staff: list[Staff]  # active staff, loaded at start (they change through admin actions)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -12,7 +12,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import to_local
 from bot.services import Services
-from bot.wechat.outbox import enqueue_text
 from nlp.router import Routing
 from storage.models import Attachment, Counter, Staff, Ticket, TicketEvent
 
@@ -52,14 +51,19 @@ async def next_number(session: AsyncSession, now: datetime) -> str:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(Counter).values(name=f"ticket:{day}", value=1)
     stmt = stmt.on_conflict_do_update(index_elements=["name"], set_={"value": Counter.value + 1}).returning(Counter.value)
-    value = (await session.exec(stmt)).scalar_one()
+    connection = await session.connection()  # Core, not the ORM: this runs once per ticket
+    value = (await connection.execute(stmt)).scalar_one()
     return f"{day}-{value:04d}"
 
 
-async def create_ticket(services: Services, session: AsyncSession, new: NewTicket, now: datetime) -> Ticket:
+async def create_ticket(services: Services, session: AsyncSession, new: NewTicket,
+                        now: datetime) -> tuple[Ticket, list[Attachment]]:
     routing = new.routing
     workflow = services.workflow
     respond_due, close_due = services.sla.deadlines(now, routing.urgency, routing.sla_class)
+    # Routing happens as the ticket is created: submitted → dispatched or → triage.
+    action = "to_triage" if routing.needs_triage(services.router.threshold) else "route"
+    status = services.workflow.target(workflow.initial, action)
     ticket = Ticket(
         number=await next_number(session, now),
         openid=new.openid,
@@ -69,7 +73,7 @@ async def create_ticket(services: Services, session: AsyncSession, new: NewTicke
         co_departments=list(routing.co_departments),
         urgency=routing.urgency,
         area_code=routing.area_code,
-        status=workflow.initial,
+        status=status,
         description=new.description,
         lat=new.location[0] if new.location else None,
         lng=new.location[1] if new.location else None,
@@ -85,16 +89,19 @@ async def create_ticket(services: Services, session: AsyncSession, new: NewTicke
     session.add(ticket)
     await session.flush()
     assert ticket.id is not None
-    session.add(TicketEvent(ticket_id=ticket.id, at=now, action="create", to_status=ticket.status,
-                            actor=new.openid, note="群众通过公众号反映"))
-    for item in new.evidence:
-        session.add(Attachment(ticket_id=ticket.id, kind=item.kind, media_id=item.media_id, url=item.url,
-                               label=item.label, lat=item.lat, lng=item.lng, created_at=now))
-
-    action = "to_triage" if routing.needs_triage(services.router.threshold) else "route"
-    await transition(services, session, ticket, action, SYSTEM_ACTOR, now, note=_routing_note(services, routing))
-    await _notify_staff(services, session, ticket)
-    return ticket
+    session.add_all([
+        TicketEvent(ticket_id=ticket.id, at=now, action="create", to_status=workflow.initial,
+                    actor=new.openid, note="群众通过公众号反映"),
+        TicketEvent(ticket_id=ticket.id, at=now, action=action, from_status=workflow.initial, to_status=status,
+                    actor=SYSTEM_ACTOR, note=_routing_note(services, routing)),
+    ])
+    attachments = [Attachment(ticket_id=ticket.id, kind=item.kind, media_id=item.media_id, url=item.url,
+                              label=item.label, lat=item.lat, lng=item.lng, created_at=now) for item in new.evidence]
+    session.add_all(attachments)
+    _notify_staff(services, session, ticket)
+    if attachments:
+        await session.flush()
+    return ticket, attachments
 
 
 def _routing_note(services: Services, routing: Routing) -> str:
@@ -115,14 +122,14 @@ async def transition(services: Services, session: AsyncSession, ticket: Ticket, 
     return event
 
 
-async def _notify_staff(services: Services, session: AsyncSession, ticket: Ticket) -> None:
+def _notify_staff(services: Services, session: AsyncSession, ticket: Ticket) -> None:
     """New-ticket notice to the grid worker and department liaison; 特急 also goes
     straight to the district duty staff as a red warning (红色预警, 直报)."""
     taxonomy = services.router.taxonomy
     area_name = services.areas.full_name(ticket.area_code) or "未定位"
     summary = ticket.description if len(ticket.description) <= 60 else ticket.description[:60] + "…"
     category = taxonomy.label(ticket.category)
-    staff = list((await session.exec(select(Staff).where(Staff.active == True))).all())  # noqa: E712
+    staff = services.staff
     recipients: dict[str, str] = {}
     if ticket.status == "triage":
         for person in staff:
@@ -137,7 +144,7 @@ async def _notify_staff(services: Services, session: AsyncSession, ticket: Ticke
             elif person.role == "liaison" and person.department == ticket.department:
                 recipients[person.openid] = "部门"
     for openid, why in recipients.items():
-        enqueue_text(session, openid,
+        services.outbox.queue_text(session, openid,
                      f"【新工单·{why}】{ticket.number}\n类别：{category}\n紧急程度：{ticket.urgency}\n"
                      f"位置：{area_name}\n内容：{summary}\n请在时限内接单处理。",
                      title=f"新工单 {ticket.number}")
@@ -146,7 +153,7 @@ async def _notify_staff(services: Services, session: AsyncSession, ticket: Ticke
         for person in staff:
             if person.openid and person.role in ("dispatcher", "supervisor") and (
                     not district_codes or person.area_code in district_codes):
-                enqueue_text(session, person.openid,
+                services.outbox.queue_text(session, person.openid,
                              f"【红色预警·直报】{ticket.number}\n{category}\n位置：{area_name}\n内容：{summary}\n"
                              f"请立即处置并关注。", title=f"红色预警 {ticket.number}")
 

@@ -2,16 +2,22 @@
 
 SQLite (embedded default): WAL, one pooled connection per process so writers queue
 in asyncio instead of spinning on the file lock, and BEGIN IMMEDIATE so a transaction
-that reads and then writes cannot deadlock with another process. PostgreSQL
-(production): asyncpg with an ordinary pool.
+that reads and then writes cannot deadlock with another process. SQLite calls run
+inline on the event loop: a small WAL transaction takes microseconds, far less than
+handing each statement to aiosqlite's worker thread (~150 µs a hop, measured). The
+price is that a lock held by another process blocks the loop while it waits, so
+several workers belong on PostgreSQL. PostgreSQL (production): asyncpg, ordinary pool.
 """
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -19,10 +25,41 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
+class InlineSQLiteConnection(aiosqlite.Connection):
+    """aiosqlite's API, executed on the calling (event loop) thread."""
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self._open().__await__()
+
+    async def _open(self) -> "InlineSQLiteConnection":
+        self._connection = self._connector()
+        return self
+
+    async def _execute(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+    def stop(self) -> None:  # type: ignore[override]
+        self._running = False
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def close(self) -> None:
+        self.stop()
+
+
 def _sqlite_engine(url: str, echo: bool) -> AsyncEngine:
-    database = make_url(url).database
-    if database and database != ":memory:":
+    database = make_url(url).database or ":memory:"
+    if database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    async def connect() -> InlineSQLiteConnection:
+        connector = functools.partial(sqlite3.connect, database, timeout=30, check_same_thread=False,
+                                      isolation_level=None)  # we issue BEGIN ourselves
+        return await InlineSQLiteConnection(connector, iter_chunk_size=64)
+
     engine = create_async_engine(
         url,
         echo=echo,
@@ -30,12 +67,11 @@ def _sqlite_engine(url: str, echo: bool) -> AsyncEngine:
         pool_size=1,
         max_overflow=0,
         pool_timeout=60,
-        connect_args={"timeout": 30},
+        async_creator=connect,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")

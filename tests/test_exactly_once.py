@@ -75,11 +75,11 @@ async def test_crash_mid_request_loses_nothing_and_the_retry_creates_the_ticket(
     real_notify = bot.tickets._notify_staff
     crashes = {"left": 1}
 
-    async def crash_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def crash_once(*args, **kwargs):  # type: ignore[no-untyped-def]
         if crashes["left"]:
             crashes["left"] -= 1
             raise RuntimeError("simulated crash after the ticket row was written")
-        return await real_notify(*args, **kwargs)
+        return real_notify(*args, **kwargs)
 
     monkeypatch.setattr(bot.tickets, "_notify_staff", crash_once)
     message = wechat.text(openid, COMPLAINT)

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from bot.clock import format_local
 from bot.dialogs import binding, texts
 from bot.dialogs.session import Session
+from bot.media import fetch_media
 from bot.tickets import Evidence, NewTicket, create_ticket
 from bot.wechat.inbound import Inbound
+from nlp.router import Routing
 from storage.models import Attachment, Ticket, TicketEvent
 
 DRAFTING = "drafting"
@@ -57,7 +60,7 @@ async def begin(text: str, session: Session, evidence: Evidence | None = None) -
         and routing.confidence >= session.services.router.threshold
     if routing.urgency == "特急" or says_enough:
         session.goto(DRAFTING, texts=[text], evidence=items)
-        return await submit(None, session)
+        return await submit(None, session, routing)
     session.goto(DRAFTING, texts=[text] if text else [], evidence=items)
     if not text and evidence:
         return texts.DRAFT_MEDIA_STARTED.format(kind=texts.MEDIA_KIND.get(evidence.kind, "内容"))
@@ -120,8 +123,8 @@ async def draft_media(msg: Inbound, session: Session) -> str:
     return texts.DRAFT_ADDED.format(kind=texts.MEDIA_KIND.get(msg.msg_type, "内容"))
 
 
-async def submit(msg: Inbound | None, session: Session) -> str:
-    """「1」/「提交」: turn the draft into a ticket."""
+async def submit(msg: Inbound | None, session: Session, routing: Routing | None = None) -> str:
+    """「1」/「提交」: turn the draft into a ticket (`routing` when the caller just routed it)."""
     parts = [t for t in session.data.get("texts", []) if t]
     evidence = [Evidence(**e) for e in session.data.get("evidence", [])]
     if not parts and not evidence:
@@ -130,16 +133,17 @@ async def submit(msg: Inbound | None, session: Session) -> str:
     locations = [e for e in evidence if e.kind == "location" and e.lat is not None and e.lng is not None]
     location = (locations[-1].lat, locations[-1].lng) if locations else None
     services = session.services
-    routing = services.router.route(description, location, session.resident.home_area_code)
+    if routing is None:
+        routing = services.router.route(description, location, session.resident.home_area_code)
     if session.data.get("emergency") and routing.urgency != "特急":
-        routing = routing.__class__(**{**routing.__dict__, "urgency": "紧急"})
-    ticket = await create_ticket(services, session.db, NewTicket(
+        routing = dataclasses.replace(routing, urgency="紧急")
+    ticket, attachments = await create_ticket(services, session.db, NewTicket(
         openid=session.resident.openid, description=description, routing=routing, location=location,
         address=locations[-1].label if locations else None, evidence=evidence, source_key=session.message_key,
     ), session.now)
     session.goto(AFTER_TICKET, ticket_id=ticket.id, number=ticket.number)
     session.after_commit(services.outbox.kick)
-    session.after_commit(lambda: _download_media_later(session, ticket))
+    fetch_media(services, session.db, ticket.id or 0, attachments, session.after_commit)
     return _created_reply(session, ticket, routing.urgency)
 
 
@@ -156,13 +160,6 @@ def _created_reply(session: Session, ticket: Ticket, urgency: str) -> str:
     if urgency == "特急":
         reply = texts.EMERGENCY_ADVICE + "\n" + reply
     return reply
-
-
-def _download_media_later(session: Session, ticket: Ticket, only: list[int] | None = None) -> None:
-    from bot.media import download_ticket_media
-
-    services = session.services
-    services.tasks.spawn(download_ticket_media(services, ticket.id or 0, only), name=f"media-{ticket.number}")
 
 
 async def cancel(msg: Inbound, session: Session) -> str:
@@ -186,8 +183,5 @@ async def supplement(msg: Inbound, session: Session) -> str:
                                note=f"群众补充{texts.MEDIA_KIND.get(evidence.kind, '材料')}"))
     if evidence.media_id:
         await session.db.flush()
-        ticket = await session.db.get(Ticket, ticket_id)
-        if ticket is not None and attachment.id is not None:
-            only = [attachment.id]
-            session.after_commit(lambda: _download_media_later(session, ticket, only))
+        fetch_media(session.services, session.db, ticket_id, [attachment], session.after_commit)
     return texts.EVIDENCE_ATTACHED.format(kind=texts.MEDIA_KIND.get(evidence.kind, "材料"), number=number)

@@ -9,7 +9,6 @@ from bot.clock import format_local
 from bot.dialogs import texts
 from bot.dialogs.session import Session
 from bot.wechat.inbound import Inbound
-from bot.wechat.outbox import enqueue_text
 from storage.models import Staff, Ticket
 
 GRID_SCENE_PREFIX = "grid_"
@@ -86,7 +85,7 @@ async def delete_my_data(msg: Inbound, session: Session) -> str:
     dispatchers = (await session.db.exec(select(Staff).where(Staff.role == "dispatcher"))).all()
     for person in dispatchers:
         if person.openid:
-            enqueue_text(session.db, person.openid,
+            session.services.outbox.queue_text(session.db, person.openid,
                          f"【个人信息删除申请】用户 {session.resident.openid[-6:]} 申请删除个人信息，请在15个工作日内处理。",
                          title="个人信息删除申请")
     session.after_commit(session.services.outbox.kick)

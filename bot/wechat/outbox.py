@@ -29,11 +29,11 @@ STALE_SENDING = timedelta(minutes=5)
 
 
 def enqueue_text(session: AsyncSession, openid: str, content: str, *, title: str = "",
-                 url: str | None = None) -> Outbox:
+                 url: str | None = None, status: str = "pending") -> Outbox:
     """Queue a message to one person. The sender picks the channel: customer-service
     message first, then template, then subscription message."""
     row = Outbox(kind="text", openid=openid, payload={"content": content, "title": title or content[:20], "url": url},
-                 created_at=utcnow())
+                 status=status, created_at=utcnow())
     session.add(row)
     return row
 
@@ -57,8 +57,20 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._running: asyncio.Task[None] | None = None
 
+    @property
+    def offline(self) -> bool:
+        return self.client is None or self.settings.offline
+
+    def queue_text(self, session: AsyncSession, openid: str, content: str, *, title: str = "",
+                   url: str | None = None) -> Outbox:
+        """Queue a message in the caller's transaction; offline it is recorded, not sent."""
+        return enqueue_text(session, openid, content, title=title, url=url,
+                            status="offline" if self.offline else "pending")
+
     def kick(self) -> None:
         """Deliver pending rows soon (called after a commit that queued some)."""
+        if self.offline:
+            return
         if self._running is None or self._running.done():
             self._running = asyncio.get_running_loop().create_task(self.deliver_pending(), name="outbox")
         else:
@@ -102,7 +114,7 @@ class OutboxSender:
 
     async def _deliver(self, row: Outbox) -> None:
         values: dict[str, Any]
-        if self.client is None or self.settings.offline:
+        if self.offline:
             values = {"status": "offline"}
         else:
             try:
