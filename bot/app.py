@@ -8,6 +8,7 @@ from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from sqlmodel import select
 
 from bot.areas import AreaDirectory
 from bot.inbox import Inbox
@@ -25,7 +26,7 @@ from nlp.router import Router
 from storage import migrate, seed
 from storage.db import Database
 from storage.models import Staff
-from sqlmodel import select
+from surveys.definitions import load_surveys
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ async def build_services(settings: Settings, db: Database, http: aiohttp.ClientS
         wechat=client,
         outbox=OutboxSender(db, settings.wechat, client),
         staff=staff,
+        surveys=load_surveys(settings.config_dir / "surveys"),
     )
 
 
@@ -90,7 +92,8 @@ def create_app(settings: Settings) -> web.Application:
         async with aiohttp.ClientSession() as http:
             services = await build_services(settings, app[DATABASE], http)
             app[SERVICES] = services
-            app[CALLBACK] = WeChatCallback(settings.wechat, Inbox(services), settings.server.max_body_bytes)
+            app[CALLBACK] = WeChatCallback(settings.wechat, Inbox(services), settings.server.max_body_bytes,
+                                           services.outbox, services.tasks)
             services.outbox.kick()  # anything left from before a restart
             yield
             await services.tasks.close()

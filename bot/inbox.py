@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -34,6 +35,9 @@ SENSITIVE_FIELDS = ("Encrypt",)
 
 
 RECENT_REPLIES = 4096
+
+# Built once; the values come as execute() parameters (cheaper than .values() each time).
+_INSERT_INBOUND = insert(InboundMessage)
 
 
 class Inbox:
@@ -88,10 +92,13 @@ class Inbox:
             async with self.services.db.transaction() as db:
                 reply, session = await dispatch(self.services, db, msg, key)
                 # Written last, with the reply: if another worker committed this key
-                # first, the unique index fails this commit and everything rolls back.
-                db.add(InboundMessage(dedupe_key=key, openid=msg.openid, msg_type=msg.msg_type,
-                                      event=msg.event or None, received_at=utcnow(), reply=reply or "",
-                                      payload={k: v for k, v in msg.fields.items() if k not in SENSITIVE_FIELDS}))
+                # first, the unique index fails this insert and everything rolls back.
+                # A Core insert: one per delivery, and nothing reads the row back here.
+                connection = await db.connection()
+                await connection.execute(_INSERT_INBOUND, dict(
+                    dedupe_key=key, openid=msg.openid, msg_type=msg.msg_type, event=msg.event or None,
+                    received_at=utcnow(), reply=reply or "",
+                    payload={k: v for k, v in msg.fields.items() if k not in SENSITIVE_FIELDS}))
         except IntegrityError:
             found, reply = await self._stored_reply(key)
             if found:

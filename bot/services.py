@@ -17,6 +17,7 @@ from bot.workflow import Workflow
 from nlp.router import Router
 from storage.db import Database
 from storage.models import Staff
+from surveys.definitions import Survey
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Services:
     wechat: WeChatClient | None  # None in offline mode
     outbox: OutboxSender
     staff: list[Staff]  # active staff, loaded at start (they change through admin actions)
+    surveys: dict[str, Survey]  # questionnaires from config/surveys/, validated at start
 
 
 SERVICES = web.AppKey("services", Services)

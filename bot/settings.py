@@ -53,6 +53,7 @@ class WeChatSettings:
     aes_key: str = ""
     api_base: str = "https://api.weixin.qq.com"
     timestamp_window_seconds: int = 300
+    reply_budget_seconds: float = 4.0
     require_encryption: bool = False
     http_timeout_seconds: float = 10
     max_retries: int = 3

@@ -56,18 +56,33 @@ class KeywordTagger:
                     self._phrases.append((word, category.code, weight))
                 else:
                     self._single.setdefault(word, []).append((category.code, weight))
+        # Phrases by their first two characters: a text can only contain the phrases
+        # whose opening pair it contains, so tag() tests those few instead of all ~1,900.
+        self._by_opening: dict[str, list[int]] = {}
+        for index, (word, _, _) in enumerate(self._phrases):
+            self._by_opening.setdefault(word[:2], []).append(index)
 
     def tokens(self, text: str) -> list[str]:
         return self.tokenizer.lcut(text)
 
+    def _phrases_in(self, text: str) -> list[tuple[str, str, float]]:
+        """The phrases that occur in the text, in taxonomy order (so scores add up in
+        the same order, to the same floats, as a scan of every phrase would)."""
+        found: set[int] = set()
+        for start in range(len(text) - 1):
+            for index in self._by_opening.get(text[start:start + 2], ()):
+                if text.startswith(self._phrases[index][0], start):
+                    found.add(index)
+        return [self._phrases[index] for index in sorted(found)]
+
     def tag(self, text: str) -> Tagging:
         scores: dict[str, float] = {}
         matched: dict[str, list[str]] = {}
-        for word, code, weight in self._phrases:
-            if word in text:
-                scores[code] = scores.get(code, 0.0) + weight
-                matched.setdefault(code, []).append(word)
-        if self._single:
+        for word, code, weight in self._phrases_in(text):
+            scores[code] = scores.get(code, 0.0) + weight
+            matched.setdefault(code, []).append(word)
+        # Segmenting is the slow part; only needed when a single-character keyword is there.
+        if any(char in text for char in self._single):
             for token in set(self.tokens(text)):
                 for code, weight in self._single.get(token, ()):
                     scores[code] = scores.get(code, 0.0) + weight

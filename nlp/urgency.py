@@ -11,7 +11,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,16 @@ class UrgencyDetector:
         self.window = window
         self.separators = set(separators)
         self.exclude = exclude
+        # Danger words by their first two characters: detect() then tests only the
+        # words whose opening pair occurs in the text. Shorter words are always tested.
+        self._by_opening: dict[str, list[tuple[str, int]]] = {}
+        self._short: list[tuple[str, int]] = []
+        for number, rule in enumerate(rules):
+            for word in rule.words:
+                if len(word) >= 2:
+                    self._by_opening.setdefault(word[:2], []).append((word, number))
+                else:
+                    self._short.append((word, number))
 
     @classmethod
     def load(cls, path: Path) -> "UrgencyDetector":
@@ -76,8 +86,22 @@ class UrgencyDetector:
         before = text[begin:start]
         return any(cue in before for cue in self.cues)
 
-    def _fires(self, text: str, rule: UrgencyRule) -> bool:
-        for word in rule.words:
+    def _words_by_rule(self, text: str) -> dict[int, set[str]]:
+        """Rule number → the rule's words that occur in the text."""
+        found: dict[int, set[str]] = {}
+        for word, number in self._short:
+            if word in text:
+                found.setdefault(number, set()).add(word)
+        for start in range(len(text) - 1):
+            for word, number in self._by_opening.get(text[start:start + 2], ()):
+                if text.startswith(word, start):
+                    found.setdefault(number, set()).add(word)
+        return found
+
+    def _fires(self, text: str, rule: UrgencyRule, words: Iterable[str]) -> bool:
+        """Whether one of `words` (the rule's words found in the text) or a pattern
+        of the rule occurs in the text without a negation before it."""
+        for word in words:
             start = text.find(word)
             while start != -1:
                 if not self._negated(text, start):
@@ -93,8 +117,9 @@ class UrgencyDetector:
         for phrase in self.exclude:
             text = text.replace(phrase, " " * len(phrase))
         level, reasons = self.lowest, []
-        for rule in self.rules:
-            if self._fires(text, rule):
+        words = self._words_by_rule(text)
+        for number, rule in enumerate(self.rules):
+            if self._fires(text, rule, words.get(number, ())):
                 reasons.append(rule.name)
                 if self.rank(rule.level) > self.rank(level):
                     level = rule.level

@@ -115,3 +115,33 @@ async def test_dialog_state_survives_a_restart(aiohttp_client, settings, new_ope
     assert "我家楼下" in ticket.description and "垃圾桶" in ticket.description
     assert ticket.category == "garbage"
     assert dialog is not None and dialog.state == "after_ticket"
+
+
+async def test_slow_handling_answers_success_in_time_and_replies_by_customer_service_message(
+        aiohttp_client, settings, new_openid, monkeypatch: pytest.MonkeyPatch):
+    client = await aiohttp_client(create_app(settings.replace(wechat={"reply_budget_seconds": "0.3"})))
+    sender = wechat.Sender(client)
+    openid = new_openid()
+    await consented(sender, openid)
+    import bot.dialogs.report
+
+    real_submit = bot.dialogs.report.submit
+
+    async def slow_submit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.8)  # e.g. a lock held by another worker
+        return await real_submit(*args, **kwargs)
+
+    monkeypatch.setattr(bot.dialogs.report, "submit", slow_submit)
+    started = asyncio.get_running_loop().time()
+    quick = await sender.reply(wechat.text(openid, COMPLAINT))
+    assert quick == ""  # a bare 'success' inside WeChat's 5 s
+    assert asyncio.get_running_loop().time() - started < 0.7
+    services = services_of(client)
+    await services.tasks.drain()
+    from storage.models import Outbox
+
+    async with services.db.session() as s:
+        rows = (await s.exec(select(Outbox).where(Outbox.openid == openid))).all()
+    [late] = rows
+    assert "编号" in late.payload["content"]  # the ticket reply, sent as a customer-service message
+    assert await count(client, Ticket, openid=openid) == 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import bindparam
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import utcnow
@@ -17,12 +19,20 @@ from bot.wechat.inbound import Inbound
 from storage.models import DialogState, Resident
 
 
+# The resident and their dialog state in one query (built once; the openid is a
+# parameter): every message needs both, and a query costs more than the join.
+_RESIDENT_AND_DIALOG = (select(Resident, DialogState)
+                        .outerjoin(DialogState, col(DialogState.openid) == col(Resident.openid))
+                        .where(col(Resident.openid) == bindparam("openid")))
+
+
 async def _load(db: AsyncSession, openid: str, now) -> tuple[Resident, DialogState]:  # type: ignore[no-untyped-def]
-    resident = await db.get(Resident, openid)
+    row = (await db.exec(_RESIDENT_AND_DIALOG, params={"openid": openid})).first()
+    resident, dialog = row if row is not None else (None, None)
     if resident is None:
         resident = Resident(openid=openid, created_at=now, subscribed=True)
         db.add(resident)
-    dialog = await db.get(DialogState, openid)
+        dialog = await db.get(DialogState, openid)
     if dialog is None:
         dialog = DialogState(openid=openid, state=IDLE, data={}, updated_at=now)
         db.add(dialog)

@@ -8,12 +8,15 @@ Nothing the sender controls can produce a 500.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from aiohttp import web
 
 from bot.inbox import Inbox
+from bot.tasks import BackgroundTasks
+from bot.wechat.outbox import OutboxSender
 from bot.settings import WeChatSettings
 from bot.wechat.inbound import BadMessage, Inbound
 from bot.wechat.signing import CryptoError, MessageCrypto, signature_matches
@@ -29,9 +32,12 @@ def _error(status: int, reason: str) -> web.Response:
 
 
 class WeChatCallback:
-    def __init__(self, settings: WeChatSettings, inbox: Inbox, max_body_bytes: int) -> None:
+    def __init__(self, settings: WeChatSettings, inbox: Inbox, max_body_bytes: int, outbox: OutboxSender,
+                 late_replies: BackgroundTasks) -> None:
         self.settings = settings
         self.inbox = inbox
+        self.outbox = outbox
+        self.late_replies = late_replies
         self.max_body_bytes = max_body_bytes
         self.crypto = MessageCrypto(settings.token, settings.aes_key, settings.appid) if settings.aes_key else None
 
@@ -94,8 +100,13 @@ class WeChatCallback:
         except BadMessage as exc:
             return _error(400, f"bad message: {exc}")
 
+        handling = asyncio.ensure_future(self.inbox.handle(msg))
         try:
-            reply = await self.inbox.handle(msg)
+            reply = await asyncio.wait_for(asyncio.shield(handling), self.settings.reply_budget_seconds)
+        except asyncio.TimeoutError:
+            # Too slow for WeChat's 5 s: acknowledge now, send the reply when it is ready.
+            self.late_replies.spawn(self._reply_late(handling, msg), name=f"late-{msg.dedupe_key}")
+            return web.Response(text=SUCCESS)
         except Exception:
             # Nothing was committed; WeChat retries and the retry starts clean.
             log.exception("handling %s failed", msg.dedupe_key)
@@ -106,6 +117,17 @@ class WeChatCallback:
         if encrypted and self.crypto is not None:
             xml = self.crypto.encrypt(xml, nonce)
         return web.Response(text=xml, content_type="application/xml")
+
+    async def _reply_late(self, handling: "asyncio.Future[str | None]", msg: Inbound) -> None:
+        try:
+            reply = await handling
+        except Exception:
+            log.exception("late handling of %s failed", msg.dedupe_key)
+            return
+        if reply:
+            async with self.outbox.db.transaction() as db:
+                self.outbox.queue_text(db, msg.openid, reply, title="回复")
+            self.outbox.kick()
 
     def _decrypt(self, outer: dict, msg_signature: str, timestamp: str, nonce: str) -> dict | web.Response:
         if self.crypto is None:

@@ -12,7 +12,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import insert, or_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,16 +27,31 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 STALE_SENDING = timedelta(minutes=5)
+_INSERT_OUTBOX = insert(Outbox)
+
+
+def text_row(openid: str, content: str, *, title: str = "", url: str | None = None,
+             status: str = "pending") -> dict[str, Any]:
+    """The column values of a queued text message: one definition for the ORM path
+    (enqueue_text) and the bulk Core insert a new ticket uses (insert_rows)."""
+    return {"kind": "text", "openid": openid, "payload": {"content": content, "title": title or content[:20], "url": url},
+            "status": status, "attempts": 0, "created_at": utcnow()}
 
 
 def enqueue_text(session: AsyncSession, openid: str, content: str, *, title: str = "",
                  url: str | None = None, status: str = "pending") -> Outbox:
     """Queue a message to one person. The sender picks the channel: customer-service
     message first, then template, then subscription message."""
-    row = Outbox(kind="text", openid=openid, payload={"content": content, "title": title or content[:20], "url": url},
-                 status=status, created_at=utcnow())
+    row = Outbox(**text_row(openid, content, title=title, url=url, status=status))
     session.add(row)
     return row
+
+
+async def insert_rows(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Queue several messages with one Core executemany in the caller's transaction:
+    on the hot path (a new ticket) this is several times cheaper than ORM objects."""
+    if rows:
+        await connection.execute(_INSERT_OUTBOX, rows)
 
 
 def record_offline(session: AsyncSession, kind: str, payload: dict[str, Any], openid: str | None = None) -> Outbox:
@@ -64,8 +80,16 @@ class OutboxSender:
     def queue_text(self, session: AsyncSession, openid: str, content: str, *, title: str = "",
                    url: str | None = None) -> Outbox:
         """Queue a message in the caller's transaction; offline it is recorded, not sent."""
-        return enqueue_text(session, openid, content, title=title, url=url,
-                            status="offline" if self.offline else "pending")
+        return enqueue_text(session, openid, content, title=title, url=url, status=self.new_status)
+
+    @property
+    def new_status(self) -> str:
+        """Status of a newly queued message: offline mode records instead of sending."""
+        return "offline" if self.offline else "pending"
+
+    def text_row(self, openid: str, content: str, *, title: str = "", url: str | None = None) -> dict[str, Any]:
+        """Like queue_text, but the row's values, for insert_rows."""
+        return text_row(openid, content, title=title, url=url, status=self.new_status)
 
     def kick(self) -> None:
         """Deliver pending rows soon (called after a commit that queued some)."""

@@ -1,0 +1,1 @@
+"""Surveys: questionnaires defined in config/surveys/, pushed to sampled residents."""
