@@ -196,7 +196,7 @@ class FakeWeChat:
         app.router.add_post(STABLE_TOKEN, self._stable_token)
         app.router.add_post(CUSTOM_SEND, self._with_token(self._custom_send))
         app.router.add_post(TEMPLATE_SEND, self._with_token(self._template_send))
-        app.router.add_post(SUBSCRIBE_SEND, self._with_token(self._subscribe_send))
+        app.router.add_post(SUBSCRIBE_SEND, self._with_token(self._template_send))  # same checks
         app.router.add_post(MENU_CREATE, self._with_token(self._menu_create))
         app.router.add_get(MEDIA_GET, self._with_token(self._media_get))
         return app
@@ -318,15 +318,7 @@ class FakeWeChat:
         return self._ok()
 
     def _template_send(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse | int:
-        if not self._valid_openid(body.get("touser")):
-            return 40003
-        if not body.get("template_id"):
-            return 40037
-        if not isinstance(body.get("data"), dict):
-            return 47001
-        return self._ok(msgid=next(self._msgids))
-
-    def _subscribe_send(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse | int:
+        """Template and subscription messages: touser, template_id and data are required."""
         if not self._valid_openid(body.get("touser")):
             return 40003
         if not body.get("template_id"):
