@@ -157,3 +157,30 @@ async def test_unknown_message_and_event_types_get_success(client, sender, new_o
         resp = await sender.post(fields)
         assert resp.status == 200
         assert await resp.text() == "success"
+
+
+async def test_compatible_mode_trusts_only_the_encrypted_copy(client, new_openid):
+    s = wechat.Sender(client, mode="safe")
+    openid = new_openid()
+    await s.reply(wechat.event(openid, "subscribe"))
+    await s.reply(wechat.text(openid, "同意"))
+    real = wechat.text(openid, "这事说不清楚")
+    query = s.signed_query()
+    envelope = wechat.parse_xml(s.crypto.encrypt(wechat.xml_of(real), query["nonce"], query["timestamp"]))
+    forged_plaintext = {**real, "Content": "查询", "FromUserName": "o-somebody-else"}
+    body = wechat.xml_of({**forged_plaintext, "Encrypt": envelope["Encrypt"]}).encode()
+    resp = await client.post("/wechat", params={**query, "encrypt_type": "aes",
+                                                "msg_signature": envelope["MsgSignature"]}, data=body)
+    assert resp.status == 200
+    reply = s.decode(await resp.text())
+    assert "这事说不清楚" in reply  # the draft of the encrypted message, not a 查询 listing
+
+
+async def test_plaintext_is_refused_when_encryption_is_required(aiohttp_client, settings, new_openid):
+    from bot.app import create_app
+
+    client = await aiohttp_client(create_app(settings.replace(wechat={"require_encryption": "true"})))
+    plain = await wechat.Sender(client).post(wechat.text(new_openid(), "你好"))
+    assert plain.status == 403
+    assert "safe mode" in await plain.text()
+    assert (await wechat.Sender(client, mode="safe").post(wechat.text(new_openid(), "你好"))).status == 200
