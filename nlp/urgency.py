@@ -1,8 +1,11 @@
 """How urgent: danger words and patterns from config/urgency.toml, with negation.
 
 "不是火灾" and "没有人受伤" must not raise a red warning: a danger word is cancelled
-when a negation cue stands shortly before it in the same clause. Phrases on the
-exclude list (消防演练, 火锅 ...) are blanked out before matching.
+when a negation cue stands shortly before it in the same clause; past, drill,
+hypothetical and question cues ("去年…", "演练时…", "真要…", "请问…") cancel it from
+anywhere earlier in the clause. Phrases on the exclude list (跳楼价, 是不是 ...) are
+blanked out before matching. Everything language-specific lives in the TOML file;
+this module is only the mechanism.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ class UrgencyRule:
     name: str
     words: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
+    cues: tuple[str, ...] = ()     # extra clause-wide cues that cancel this rule only
+    unless: tuple[str, ...] = ()   # phrases anywhere in the message that cancel this rule
+    demote: tuple[str, ...] = ()   # phrases anywhere in the message that lower this rule ...
+    demote_level: str | None = None  # ... to this level
 
 
 @dataclass(frozen=True)
@@ -39,15 +46,47 @@ def _exclusions(raw: Any) -> list[str]:
     return sorted(set(phrases), key=len, reverse=True)
 
 
+def _within_clause(pattern: str, separators: str) -> str:
+    """Rewrite every wildcard `.` (outside character classes and escapes) so that it
+    cannot match a clause separator: a pattern's parts must stand in one clause."""
+    not_sep = "[^" + "".join(re.escape(c) for c in separators) + "]"
+    out, in_class, escaped = [], False, False
+    for i, ch in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_class:
+            if ch == "]" and pattern[i - 1] != "[" and pattern[i - 2:i] != "[^":
+                in_class = False
+        elif ch == "[":
+            in_class = True
+        elif ch == ".":
+            out.append(not_sep)
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
 class UrgencyDetector:
     def __init__(self, order: list[str], rules: list[UrgencyRule], cues: list[str], window: int,
-                 separators: str, exclude: list[str]) -> None:
+                 separators: str, exclude: list[str], clause_cues: list[str] | None = None,
+                 clause_window: int = 16) -> None:
         self.order = order
         self.rules = rules
         self.cues = sorted(cues, key=len, reverse=True)
+        self.clause_cues = tuple(sorted(clause_cues or [], key=len, reverse=True))
         self.window = window
+        self.clause_window = max(window, clause_window)
         self.separators = set(separators)
         self.exclude = exclude
+        # Exclude phrases by their first two characters too (the list is long; most texts hit none).
+        self._exclude_by_opening: dict[str, list[str]] = {}
+        self._exclude_short = [p for p in exclude if len(p) < 2]
+        self._exclude_rank = {phrase: rank for rank, phrase in enumerate(exclude)}  # longest first
+        for phrase in exclude:
+            if len(phrase) >= 2:
+                self._exclude_by_opening.setdefault(phrase[:2], []).append(phrase)
         # Danger words by their first two characters: detect() then tests only the
         # words whose opening pair occurs in the text. Shorter words are always tested.
         self._by_opening: dict[str, list[tuple[str, int]]] = {}
@@ -63,14 +102,18 @@ class UrgencyDetector:
     def load(cls, path: Path) -> "UrgencyDetector":
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
+        negation = raw.get("negation", {})
+        separators = negation.get("separators", "，。！？；,.!?;\n")
         rules = [
             UrgencyRule(r["level"], r.get("name", r["level"]), tuple(r.get("words", [])),
-                        tuple(re.compile(p) for p in r.get("patterns", [])))
+                        tuple(re.compile(_within_clause(p, separators)) for p in r.get("patterns", [])),
+                        tuple(r.get("cues", [])), tuple(r.get("unless", [])),
+                        tuple(r.get("demote", {}).get("phrases", [])), r.get("demote", {}).get("level"))
             for r in raw.get("rule", [])
         ]
-        negation = raw.get("negation", {})
         return cls(raw["levels"]["order"], rules, negation.get("cues", []), int(negation.get("window", 6)),
-                   negation.get("separators", "，。！？；,.!?;\n"), _exclusions(raw.get("exclude")))
+                   separators, _exclusions(raw.get("exclude")), negation.get("clause_cues", []),
+                   int(negation.get("clause_window", 16)))
 
     @property
     def lowest(self) -> str:
@@ -79,12 +122,14 @@ class UrgencyDetector:
     def rank(self, level: str) -> int:
         return self.order.index(level) if level in self.order else 0
 
-    def _negated(self, text: str, start: int) -> bool:
+    def _negated(self, text: str, start: int, extra: tuple[str, ...] = ()) -> bool:
         begin = start
-        while begin > 0 and start - begin < self.window and text[begin - 1] not in self.separators:
+        while begin > 0 and start - begin < self.clause_window and text[begin - 1] not in self.separators:
             begin -= 1
-        before = text[begin:start]
-        return any(cue in before for cue in self.cues)
+        clause = text[begin:start]
+        near = clause[-self.window:] if self.window > 0 else ""
+        return (any(cue in near for cue in self.cues) or any(cue in clause for cue in self.clause_cues)
+                or any(cue in clause for cue in extra))
 
     def _words_by_rule(self, text: str) -> dict[int, set[str]]:
         """Rule number → the rule's words that occur in the text."""
@@ -100,27 +145,50 @@ class UrgencyDetector:
 
     def _fires(self, text: str, rule: UrgencyRule, words: Iterable[str]) -> bool:
         """Whether one of `words` (the rule's words found in the text) or a pattern
-        of the rule occurs in the text without a negation before it."""
+        of the rule occurs in the text without a negation before it. For a pattern
+        the look-back is made from its start and from its last group (the WHAT of
+        WHO + WHAT), so "四五十个人还没堵路" is cancelled by the 没 before 堵."""
         for word in words:
             start = text.find(word)
             while start != -1:
-                if not self._negated(text, start):
+                if not self._negated(text, start, rule.cues):
                     return True
                 start = text.find(word, start + 1)
         for pattern in rule.patterns:
             for match in pattern.finditer(text):
-                if not self._negated(text, match.start()):
+                if self._negated(text, match.start(), rule.cues):
+                    continue
+                last = max((match.start(g) for g in range(1, pattern.groups + 1)), default=-1)
+                if last <= match.start() or not self._negated(text, last, rule.cues):
                     return True
         return False
 
+    def _blank_excluded(self, text: str) -> str:
+        """Blank out exclude phrases, longest first (as if every phrase were replaced in turn)."""
+        present = [p for p in self._exclude_short if p in text]
+        by_opening = self._exclude_by_opening
+        for start in range(len(text) - 1):
+            for phrase in by_opening.get(text[start:start + 2], ()):
+                if text.startswith(phrase, start):
+                    present.append(phrase)
+        if present:
+            for phrase in sorted(set(present), key=self._exclude_rank.__getitem__):
+                text = text.replace(phrase, " " * len(phrase))
+        return text
+
     def detect(self, text: str) -> UrgencyResult:
-        for phrase in self.exclude:
-            text = text.replace(phrase, " " * len(phrase))
+        text = self._blank_excluded(text)
         level, reasons = self.lowest, []
         words = self._words_by_rule(text)
         for number, rule in enumerate(self.rules):
-            if self._fires(text, rule, words.get(number, ())):
-                reasons.append(rule.name)
-                if self.rank(rule.level) > self.rank(level):
-                    level = rule.level
+            if not self._fires(text, rule, words.get(number, ())):
+                continue
+            fired = rule.level
+            if rule.unless and any(phrase in text for phrase in rule.unless):
+                continue
+            if rule.demote_level and any(phrase in text for phrase in rule.demote):
+                fired = rule.demote_level
+            reasons.append(rule.name)
+            if self.rank(fired) > self.rank(level):
+                level = fired
         return UrgencyResult(level, tuple(reasons))
