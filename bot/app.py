@@ -52,7 +52,8 @@ async def build_services(settings: Settings, db: Database, http: aiohttp.ClientS
     async with db.session() as s:
         areas = await AreaDirectory.load(s)
         staff = list((await s.exec(select(Staff).where(Staff.active == True))).all())  # noqa: E712
-    router = Router.from_config(settings.config_dir, areas.locator, areas.gazetteer)
+    router = Router.from_config(settings.config_dir, areas.locator, areas.gazetteer,
+                                settings.routing.confidence_threshold, settings.models_dir)
     client = None if settings.wechat.offline else WeChatClient(settings.wechat, http)
     return Services(
         settings=settings,

@@ -212,17 +212,123 @@ def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
             await db.close()
 
     areas = asyncio.run(load_areas())
-    router = Router.from_config(settings.config_dir, areas.locator, areas.gazetteer)
+    router = Router.from_config(settings.config_dir, areas.locator, areas.gazetteer,
+                                settings.routing.confidence_threshold, settings.models_dir)
     for line in sys.stdin:
         text = line.strip()
         if not text:
             continue
         r = router.route(text)
         print(json.dumps({
-            "text": text, "category": r.category, "label": r.category, "department": r.department,
+            "text": text, "category": r.category, "label": r.label if r.label is not None else r.category,
+            "department": r.department, "lead_department": r.lead_department, "joint": r.joint,
             "co_departments": list(r.co_departments), "urgency": r.urgency, "appeal_type": r.appeal_type,
             "grid": r.area_code, "keywords": list(r.keywords), "confidence": r.confidence,
+            "model_confidence": r.model_confidence, "decided_by": r.decided_by,
         }, ensure_ascii=False), flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------- router train / evaluate
+
+def _keyword_tagger(settings: Settings) -> Any:
+    from nlp.tagger import KeywordTagger, new_tokenizer
+    from nlp.taxonomy import Taxonomy
+
+    taxonomy = Taxonomy.load(settings.config_dir / "taxonomy.toml")
+    return KeywordTagger(taxonomy, new_tokenizer(settings.config_dir / "jieba_userdict.txt"))
+
+
+def _read_training_csv(path: str) -> tuple[list[str], list[str]] | None:
+    from pathlib import Path
+
+    from nlp.learned import read_examples
+
+    try:
+        texts, labels = read_examples(Path(path))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        print(f"无法读取训练数据：{exc}", file=sys.stderr)
+        return None
+    if not texts:
+        print(f"{path} 中没有可用的样本（需要 text,label 两列）", file=sys.stderr)
+        return None
+    return texts, labels
+
+
+def cmd_router_train(args: argparse.Namespace, settings: Settings) -> int:
+    from collections import Counter
+
+    from nlp.learned import LearnedModel, versions
+
+    data = _read_training_csv(args.data)
+    if data is None:
+        return 1
+    texts, labels = data
+    counts = Counter(labels)
+    print(f"读取 {args.data}：{len(texts)} 条样本，{len(counts)} 个标签", flush=True)
+    if len(counts) < 2:
+        print("至少需要两个不同的标签才能训练", file=sys.stderr)
+        return 1
+    tagger = _keyword_tagger(settings)
+
+    def progress(message: str) -> None:
+        print(message, flush=True)
+
+    model = LearnedModel.train(texts, labels, tagger.tokenizer, cv_folds=args.folds, progress=progress,
+                               source=str(args.data))
+    path = model.save(settings.models_dir)
+    print(f"模型已保存：{path}")
+    print(f"样本 {model.meta['n_examples']} 条，标签 {len(model.labels)} 个，特征 {model.meta['n_features']} 个；"
+          f"保留最近 {len(versions(settings.models_dir))} 个版本，current → {path.name}")
+    if "cv_macro_f1" in model.meta:
+        print(f"交叉验证（{model.meta['cv_folds']} 折）：准确率 {model.meta['cv_accuracy']:.3f}，"
+              f"宏平均 F1 {model.meta['cv_macro_f1']:.3f}")
+    return 0
+
+
+def _pad(text: str, width: int, right: bool = False) -> str:
+    """Pad to a display width (a CJK character takes two columns)."""
+    import unicodedata
+
+    shown = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    fill = " " * max(width - shown, 0)
+    return fill + text if right else text + fill
+
+
+def cmd_router_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from nlp.learned import cross_validate
+
+    data = _read_training_csv(args.data)
+    if data is None:
+        return 1
+    texts, labels = data
+    tagger = _keyword_tagger(settings)
+    print(f"评估 {args.data}：{len(texts)} 条样本，{len(set(labels))} 个标签，{args.folds} 折分层交叉验证", flush=True)
+
+    def progress(message: str) -> None:
+        print(message, flush=True)
+
+    result = cross_validate(texts, labels, args.folds, tagger.tokenizer,
+                            baseline=lambda text: tagger.tag(text).category, progress=progress)
+    if result is None:
+        print("样本太少，无法分层交叉验证（每个标签至少 2 条，且至少 2 个标签）", file=sys.stderr)
+        return 1
+    if result["folds"] != args.folds:
+        print(f"注意：最多的标签只有 {result['folds']} 条样本，折数降为 {result['folds']}")
+    keyword = result["baseline"]
+    print()
+    print(f"{_pad('方法', 12)}{_pad('准确率', 10, right=True)}{_pad('宏平均F1', 12, right=True)}")
+    for name, row in (("关键词规则", keyword), ("学习模型", result)):
+        print(f"{_pad(name, 12)}{row['accuracy']:>10.3f}{row['macro_f1']:>12.3f}")
+    taxonomy = tagger.taxonomy
+    if not set(labels) & set(taxonomy.categories):
+        print("（标签不是分类代码：关键词规则的结果没有可比性）")
+    for title, scores in (("学习模型", result["per_class_f1"]), ("关键词规则", keyword["per_class_f1"])):
+        worst = sorted(scores.items(), key=lambda item: (item[1], item[0]))[:5]
+        print(f"\n{title} F1 最低的 5 类：")
+        for label, f1 in worst:
+            name = taxonomy.categories[label].name if label in taxonomy.categories else ""
+            print(f"  {label:<24}{f1:>6.3f}  {name}")
     return 0
 
 
@@ -285,9 +391,26 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_outbox_list)
 
     route = sub.add_parser("route", help="从标准输入逐行读取诉求，输出分类/部门/紧急程度/网格（JSON Lines）",
-                           description="每行一条诉求，输出一行 JSON：category、label、department、urgency、grid、"
-                                       "keywords、confidence。")
+                           description="每行一条诉求，输出一行 JSON：category、label（有训练好的模型时为模型标签）、"
+                                       "department、lead_department、co_departments、joint（联合派单）、urgency、"
+                                       "grid、keywords、confidence。数据目录中有训练好的模型时自动使用。")
     route.set_defaults(func=cmd_route)
+
+    router = sub.add_parser("router", help="学习型分类模型：训练、评估（模型保存在数据目录 models/）")
+    router_sub = router.add_subparsers(dest="router_command", required=True, metavar="子命令")
+    train = router_sub.add_parser("train", help="用带标签的诉求训练新版本模型",
+                                  description="读取 CSV（text,label 两列，标签可以是任意标签集），训练 TF-IDF（jieba 词 + "
+                                              "字 1–3 元组）+ 线性 SVM 模型，保存到 数据目录/models/ 并设为 current；"
+                                              "保留最近 5 个版本。")
+    train.add_argument("--data", required=True, metavar="CSV", help="训练数据 CSV（text,label）")
+    train.add_argument("--folds", type=int, default=5, help="先做 N 折交叉验证并记入模型元数据（0 = 不做，默认 5）")
+    train.set_defaults(func=cmd_router_train)
+    evaluate = router_sub.add_parser("evaluate", help="分层 k 折交叉验证：关键词规则与学习模型对比",
+                                     description="输出关键词规则（标签 = 分类代码）和学习模型的准确率、宏平均 F1，"
+                                                 "以及 F1 最低的 5 个类别。不保存模型。")
+    evaluate.add_argument("--data", required=True, metavar="CSV", help="评估数据 CSV（text,label）")
+    evaluate.add_argument("--folds", type=int, default=5, help="折数（默认 5）")
+    evaluate.set_defaults(func=cmd_router_evaluate)
 
     config = sub.add_parser("config", help="配置")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="子命令")

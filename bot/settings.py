@@ -84,6 +84,13 @@ class DemoSettings:
 
 
 @dataclass(frozen=True)
+class RoutingSettings:
+    confidence_threshold: float = 0.35
+    retrain_min_examples: int = 200
+    retrain_cron_hour: int = 3
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     data: DataSettings = field(default_factory=DataSettings)
@@ -92,6 +99,7 @@ class Settings:
     dialog: DialogSettings = field(default_factory=DialogSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     config_dir: Path = CONFIG_DIR
 
     @property
@@ -103,6 +111,11 @@ class Settings:
         if self.database.url:
             return self.database.url
         return f"sqlite+aiosqlite:///{self.data_dir / 'minyi.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        """Versions of the learned router (nlp/learned.py)."""
+        return self.data_dir / "models"
 
     @property
     def is_sqlite(self) -> bool:

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nlp.appeal import AppealTypes
 from nlp.gazetteer import Gazetteer
 from nlp.geo import GridLocator
-from nlp.tagger import KeywordTagger, new_tokenizer
+from nlp.tagger import KeywordTagger, Tagging, new_tokenizer
 from nlp.taxonomy import FALLBACK_CATEGORY, Taxonomy
 from nlp.urgency import UrgencyDetector
 
+if TYPE_CHECKING:
+    from nlp.learned import LearnedModel
+
 DEFAULT_THRESHOLD = 0.35
+# Keyword rules beat the learned model on explicit danger: a confident keyword match on a
+# category whose default urgency is the highest level keeps that category.
+DANGER_CONFIDENCE = 0.8
+# Joint dispatch: the runner-up keyword category must score at least this share of the best.
+JOINT_RATIO = 0.6
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,15 @@ class Routing:
     keywords: tuple[str, ...]
     sla_class: str
     place: str | None = None  # the place name that located it, when text did
+    # The learned model's label (any label set; None without a model) and its confidence.
+    label: str | None = None
+    model_confidence: float | None = None
+    # What decided the category: "keywords", "model", or "keywords+model" (they agreed).
+    decided_by: str = "keywords"
+    # Joint dispatch (联合派单): the lead department; `joint` when a second department's
+    # category scored close to the best one and was added to co_departments.
+    lead_department: str = ""
+    joint: bool = False
 
     @property
     def known_problem(self) -> bool:
@@ -46,7 +64,7 @@ class Routing:
 class Router:
     def __init__(self, taxonomy: Taxonomy, tagger: KeywordTagger, urgency: UrgencyDetector,
                  appeal_types: AppealTypes, locator: GridLocator, gazetteer: Gazetteer,
-                 threshold: float = DEFAULT_THRESHOLD) -> None:
+                 threshold: float = DEFAULT_THRESHOLD, model: "LearnedModel | None" = None) -> None:
         self.taxonomy = taxonomy
         self.tagger = tagger
         self.urgency = urgency
@@ -54,23 +72,50 @@ class Router:
         self.locator = locator
         self.gazetteer = gazetteer
         self.threshold = threshold
+        self.model: LearnedModel | None = None
+        self.set_model(model)
+
+    def set_model(self, model: "LearnedModel | None") -> None:
+        """Use a learned model from now on (None: keywords only). Safe while routing:
+        route() reads the attribute once."""
+        if model is not None:
+            model.bind(self.tagger.tokenizer)
+        self.model = model
 
     @classmethod
     def from_config(cls, config_dir: Path, locator: GridLocator, gazetteer: Gazetteer,
-                    threshold: float = DEFAULT_THRESHOLD) -> "Router":
+                    threshold: float = DEFAULT_THRESHOLD, model_dir: Path | None = None) -> "Router":
+        """Built from config/; with `model_dir` (<data dir>/models) the current learned
+        model there, if any, joins the keyword rules."""
         taxonomy = Taxonomy.load(config_dir / "taxonomy.toml")
         tagger = KeywordTagger(taxonomy, new_tokenizer(config_dir / "jieba_userdict.txt"))
+        model = None
+        if model_dir is not None:
+            from nlp.learned import current_path, load_current
+
+            if current_path(model_dir) is not None:  # scikit-learn is imported only then
+                model = load_current(model_dir, tagger.tokenizer)
         return cls(taxonomy, tagger, UrgencyDetector.load(config_dir / "urgency.toml"),
-                   AppealTypes.load(config_dir / "appeal_types.toml"), locator, gazetteer, threshold)
+                   AppealTypes.load(config_dir / "appeal_types.toml"), locator, gazetteer, threshold, model)
 
     def route(self, text: str, location: tuple[float, float] | None = None,
               home_area: str | None = None) -> Routing:
         tagging = self.tagger.tag(text)
-        category = self.taxonomy.categories[tagging.category]
         urgency = self.urgency.detect(text)
-        level = category.urgency if tagging.confidence >= self.threshold else self.urgency.lowest
+        code, confidence, keywords, decided_by = tagging.category, tagging.confidence, tagging.keywords, "keywords"
+        label = model_confidence = None
+        model = self.model
+        if model is not None:
+            prediction = model.predict(text)
+            label, model_confidence = prediction.label, prediction.confidence
+            code, confidence, decided_by = self._combine(tagging, prediction.label, prediction.confidence)
+            if code != tagging.category:
+                keywords = self._keywords_for(code, text)
+        category = self.taxonomy.categories[code]
+        level = category.urgency if confidence >= self.threshold else self.urgency.lowest
         if self.urgency.rank(urgency.level) > self.urgency.rank(level):
             level = urgency.level
+        co_departments, joint = self._co_departments(code, tagging.scores)
         # Where: a location beats a place named in the text, which beats the home grid.
         area = self.locator.locate(*location) if location else None
         place = None
@@ -82,13 +127,63 @@ class Router:
             category=category.code,
             category_name=category.name,
             department=category.department,
-            co_departments=category.co_departments,
+            co_departments=co_departments,
             urgency=level,
             urgency_reasons=urgency.reasons,
             appeal_type=self.appeal_types.detect(text),
             area_code=area or home_area,
-            confidence=tagging.confidence,
-            keywords=tagging.keywords,
+            confidence=confidence,
+            keywords=keywords,
             sla_class=category.sla_class,
             place=place,
+            label=label,
+            model_confidence=model_confidence,
+            decided_by=decided_by,
+            lead_department=category.department,
+            joint=joint,
         )
+
+    def _combine(self, tagging: Tagging, label: str, probability: float) -> tuple[str, float, str]:
+        """The category, its confidence and what decided it, from keywords and the model.
+
+        The model's label is the category when it is a category code, except that
+        - a confident keyword match (≥ DANGER_CONFIDENCE) on a category whose default
+          urgency is the highest level (命案, 轻生 …) stays: rules win on explicit danger;
+        - an unsure model (below the threshold) does not overturn a sure keyword match.
+        A label outside the taxonomy (another label set) leaves the keyword category."""
+        keyword = self.taxonomy.categories[tagging.category]
+        if label not in self.taxonomy.categories:
+            return tagging.category, tagging.confidence, "keywords"
+        if label == tagging.category:
+            return label, max(tagging.confidence, probability), "keywords+model"
+        if (tagging.confidence >= DANGER_CONFIDENCE and keyword.urgency == self.urgency.order[-1]):
+            return tagging.category, tagging.confidence, "keywords"
+        if probability < self.threshold <= tagging.confidence:
+            return tagging.category, tagging.confidence, "keywords"
+        return label, probability, "model"
+
+    def _keywords_for(self, code: str, text: str) -> tuple[str, ...]:
+        """The category's keywords found in the text (the explanation when the model chose it)."""
+        words = self.taxonomy.categories[code].keywords
+        return tuple(word for word in words if len(word) >= 2 and word in text)
+
+    def _co_departments(self, code: str, scores: dict[str, float]) -> tuple[tuple[str, ...], bool]:
+        """Configured co-departments, plus the runner-up's department when two keyword
+        categories of different departments both score high (joint dispatch)."""
+        category = self.taxonomy.categories[code]
+        co = list(category.co_departments)
+        ranked = sorted(((s, c) for c, s in scores.items() if s > 0), reverse=True)
+        joint = False
+        if len(ranked) >= 2 and scores.get(code, 0.0) > 0:
+            best = ranked[0][0]
+            own = scores[code]
+            others = [(s, c) for s, c in ranked if c != code]
+            runner_score, runner = others[0]
+            partner = self.taxonomy.categories[runner].department
+            if (own >= JOINT_RATIO * best and runner_score >= JOINT_RATIO * own
+                    and partner != category.department):
+                joint = True
+                if partner not in co:
+                    co.append(partner)
+        co = [d for d in co if d != category.department]
+        return tuple(dict.fromkeys(co)), joint

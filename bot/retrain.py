@@ -1,0 +1,141 @@
+"""Nightly retraining of the learned router from what staff decided.
+
+Labels come from the database: a ticket in a closed state (resolved / rated / archived)
+gives (description, category); a `recategorize` event on it, whose note holds the new
+category code, overrides that category (the latest one wins). With at least
+`[routing] retrain_min_examples` examples a new model version is trained in a thread,
+saved under `<data dir>/models/` and put to use by this worker's router.
+
+Safe in several workers at once: training holds a file lock in the models directory;
+a worker that waited for it finds the model another worker has just trained (same
+data digest) and loads that instead of training again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, select
+
+from bot.services import Services
+from nlp.learned import LearnedModel, current_path, load_current
+from nlp.taxonomy import Taxonomy
+from storage.db import Database
+from storage.models import Ticket, TicketEvent
+
+log = logging.getLogger(__name__)
+
+CLOSED_STATES = ("resolved", "rated", "archived")
+RECATEGORIZE = "recategorize"
+CV_FOLDS = 5
+_CODE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    trained: bool
+    n_examples: int
+    path: Path | None = None
+    reason: str = ""
+
+
+def category_in_note(note: str | None, taxonomy: Taxonomy) -> str | None:
+    """The category code a recategorize note names: the whole note, or the last code in
+    it ("property_service → elevator", "改为 elevator（电梯故障）")."""
+    if not note:
+        return None
+    note = note.strip()
+    if note in taxonomy.categories:
+        return note
+    codes = [code for code in _CODE.findall(note) if code in taxonomy.categories]
+    return codes[-1] if codes else None
+
+
+async def collect_examples(db: Database, taxonomy: Taxonomy) -> tuple[list[str], list[str]]:
+    """(texts, labels) from closed tickets, with staff re-categorisations applied."""
+    async with db.session() as s:
+        tickets = (await s.exec(
+            select(Ticket.id, Ticket.description, Ticket.category)
+            .where(col(Ticket.status).in_(CLOSED_STATES)).order_by(col(Ticket.id)))).all()
+        events = (await s.exec(
+            select(TicketEvent.ticket_id, TicketEvent.note)
+            .join(Ticket, col(Ticket.id) == col(TicketEvent.ticket_id))
+            .where(TicketEvent.action == RECATEGORIZE, col(Ticket.status).in_(CLOSED_STATES))
+            .order_by(col(TicketEvent.at), col(TicketEvent.id)))).all()
+    override: dict[int, str] = {}
+    for ticket_id, note in events:
+        code = category_in_note(note, taxonomy)
+        if code:
+            override[ticket_id] = code  # in time order: the latest wins
+    texts, labels = [], []
+    for ticket_id, description, category in tickets:
+        label = override.get(ticket_id, category)
+        if description and description.strip() and label:
+            texts.append(description.strip())
+            labels.append(label)
+    return texts, labels
+
+
+def digest(texts: list[str], labels: list[str]) -> str:
+    h = hashlib.sha256()
+    for text, label in sorted(zip(texts, labels)):
+        h.update(f"{label}\t{text}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _train_locked(models_dir: Path, texts: list[str], labels: list[str], tokenizer: Any,
+                  cv_folds: int) -> tuple[LearnedModel, bool]:
+    """Train and save under the models-dir lock; (model, trained) — not trained when the
+    current model already holds exactly these examples."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    data_digest = digest(texts, labels)
+    with open(models_dir / ".retrain.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            current = load_current(models_dir, tokenizer) if current_path(models_dir) else None
+            if current is not None and current.meta.get("digest") == data_digest:
+                return current, False
+            model = LearnedModel.train(texts, labels, tokenizer, cv_folds=cv_folds, source="tickets")
+            model.meta["digest"] = data_digest
+            model.save(models_dir)
+            return model, True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+async def retrain(services: Services, min_examples: int | None = None,
+                  cv_folds: int = CV_FOLDS) -> RetrainResult:
+    """Collect labels, train a new version when there are enough, and use it."""
+    settings = services.settings
+    minimum = settings.routing.retrain_min_examples if min_examples is None else min_examples
+    router = services.router
+    texts, labels = await collect_examples(services.db, router.taxonomy)
+    if len(texts) < max(minimum, 1):
+        return RetrainResult(False, len(texts), None, f"样本不足（{len(texts)} < {minimum}）")
+    if len(set(labels)) < 2:
+        return RetrainResult(False, len(texts), None, "只有一个类别，无法训练")
+    model, trained = await asyncio.to_thread(_train_locked, settings.models_dir, texts, labels,
+                                             router.tagger.tokenizer, cv_folds)
+    router.set_model(model)
+    if trained:
+        log.info("routing model retrained: %s (%d examples, %d labels, cv macro-F1 %s)", model.path,
+                 len(texts), len(set(labels)), model.meta.get("cv_macro_f1"))
+    return RetrainResult(trained, len(texts), model.path, "" if trained else "样本未变化，沿用当前模型")
+
+
+async def retrain_job(services: Services) -> None:
+    """The scheduled job: never raises (a failed night leaves the current model in use)."""
+    try:
+        result = await retrain(services)
+    except Exception:
+        log.exception("routing model retraining failed")
+        return
+    if not result.trained:
+        log.info("routing model not retrained: %s", result.reason)
