@@ -93,9 +93,14 @@ class InboundMessage(SQLModel, table=True):
 
 class Ticket(SQLModel, table=True):
     __tablename__ = "ticket"
+    # Newest first: a resident's tickets (also the repeat candidates), and a grid's originals
+    # of one category (the duplicate candidates, bot.tickets).
+    __table_args__ = (Index("ix_ticket_openid_created", "openid", "created_at"),
+                      Index("ix_ticket_duplicate_candidates", "area_code", "category", "duplicate_of_id",
+                            "created_at"))
     id: Optional[int] = Field(default=None, primary_key=True)
     number: str = Field(max_length=32, sa_column_kwargs={"unique": True})
-    openid: str = Field(max_length=64, index=True)
+    openid: str = Field(max_length=64)  # indexed with created_at, see __table_args__
     appeal_type: str = Field(max_length=8)  # 投诉 / 求助 / 咨询 / 建议 / 举报
     category: str = Field(max_length=48, index=True)
     department: Optional[str] = Field(default=None, max_length=32, index=True)
@@ -117,6 +122,12 @@ class Ticket(SQLModel, table=True):
     accepted_at: Optional[datetime] = None
     resolved_at: Optional[datetime] = None
     closed_at: Optional[datetime] = None
+    # MinHash of the description (nlp.similarity, an encoded string); None when too short.
+    signature: Optional[str] = _json(None)
+    # Another resident's open ticket that already covers this one (its staff handle it).
+    duplicate_of_id: Optional[int] = Field(default=None, foreign_key="ticket.id")
+    # The same resident's earlier open ticket on the same problem (二次投诉).
+    repeat_of_id: Optional[int] = Field(default=None, foreign_key="ticket.id")
 
 
 class TicketEvent(SQLModel, table=True):

@@ -10,10 +10,10 @@ from bot.clock import format_local
 from bot.dialogs import binding, texts
 from bot.dialogs.session import Session
 from bot.media import fetch_media
-from bot.tickets import Evidence, NewTicket, create_ticket
+from bot.tickets import Created, Evidence, NewTicket, create_ticket
 from bot.wechat.inbound import Inbound
 from nlp.router import Routing
-from storage.models import Attachment, Ticket, TicketEvent
+from storage.models import Attachment, TicketEvent
 
 DRAFTING = "drafting"
 AFTER_TICKET = "after_ticket"  # media sent right after a ticket is added to it
@@ -137,18 +137,24 @@ async def submit(msg: Inbound | None, session: Session, routing: Routing | None 
         routing = services.router.route(description, location, session.resident.home_area_code)
     if session.data.get("emergency") and routing.urgency != "特急":
         routing = dataclasses.replace(routing, urgency="紧急")
-    ticket, attachments = await create_ticket(services, session.db, NewTicket(
+    created = await create_ticket(services, session.db, NewTicket(
         openid=session.resident.openid, description=description, routing=routing, location=location,
         address=locations[-1].label if locations else None, evidence=evidence, source_key=session.message_key,
+        compare_text=bool(parts),
     ), session.now)
+    ticket, attachments = created.ticket, created.attachments
     session.goto(AFTER_TICKET, ticket_id=ticket.id, number=ticket.number)
     session.after_commit(services.outbox.kick)
     fetch_media(services, session.db, ticket.id or 0, attachments, session.after_commit)
-    return _created_reply(session, ticket, routing.urgency)
+    return _created_reply(session, created, routing.urgency)
 
 
-def _created_reply(session: Session, ticket: Ticket, urgency: str) -> str:
+def _created_reply(session: Session, created: Created, urgency: str) -> str:
     services = session.services
+    ticket = created.ticket
+    if created.duplicate_of is not None:
+        reply = texts.TICKET_DUPLICATE.format(number=ticket.number, original=created.duplicate_of.number)
+        return texts.EMERGENCY_ADVICE + "\n" + reply if urgency == "特急" else reply
     if ticket.status == "triage":
         routing_line = texts.TRIAGE_LINE
     else:
@@ -157,6 +163,8 @@ def _created_reply(session: Session, ticket: Ticket, urgency: str) -> str:
         routing_line = texts.ROUTED_LINE.format(area=f"{area} " if area else "", department=department)
     reply = texts.TICKET_CREATED.format(number=ticket.number, category=services.router.taxonomy.label(ticket.category),
                                         routing_line=routing_line, due=format_local(ticket.response_due_at))
+    if created.repeat_of is not None:
+        reply += "\n" + texts.REPEAT_LINE.format(original=created.repeat_of.number)
     if urgency == "特急":
         reply = texts.EMERGENCY_ADVICE + "\n" + reply
     return reply
