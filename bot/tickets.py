@@ -19,7 +19,7 @@ from bot.services import Services
 from bot.wechat.outbox import insert_rows
 from nlp import similarity
 from nlp.router import Routing
-from storage.models import Attachment, Counter, Staff, Ticket, TicketEvent
+from storage.models import Attachment, Counter, Ticket, TicketEvent
 
 SYSTEM_ACTOR = "system"
 # A new report is compared with the open tickets of its grid created this recently…

@@ -123,3 +123,14 @@ def services_of(client: Any):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def new_openid() -> Callable[[], str]:
     return lambda: "o" + uuid.uuid4().hex[:27]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """For CLI tests: a fresh data dir as the only configuration (no MINYI_* leaks in)."""
+    for name in list(os.environ):
+        if name.startswith("MINYI_"):
+            monkeypatch.delenv(name)
+    data = tmp_path / "data"
+    monkeypatch.setenv("MINYI_DATA_DIR", str(data))
+    return data

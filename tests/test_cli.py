@@ -36,17 +36,6 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 NUMBER = re.compile(r"\d{8}-\d{4}")
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh data dir as the only configuration: no other MINYI_* variable leaks in."""
-    for name in list(os.environ):
-        if name.startswith("MINYI_"):
-            monkeypatch.delenv(name)
-    data = tmp_path / "data"
-    monkeypatch.setenv("MINYI_DATA_DIR", str(data))
-    return data
-
-
 def child_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINYI_")}
     env["MINYI_DATA_DIR"] = str(data_dir)

@@ -48,16 +48,6 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
     return path
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("MINYI_"):
-            monkeypatch.delenv(name)
-    data = tmp_path / "data"
-    monkeypatch.setenv("MINYI_DATA_DIR", str(data))
-    return data
-
-
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     try:
         code = main(list(argv))
