@@ -108,6 +108,159 @@ def _softmax(scores: Sequence[float]) -> list[float]:
     return [e / total for e in exps]
 
 
+def _prediction(classes: Sequence[str], row: Any) -> Prediction:
+    """A Prediction from one row of decision scores (softmax confidence, top 3)."""
+    row = [float(row)] if not hasattr(row, "__len__") else [float(s) for s in row]
+    if len(classes) == 2 and len(row) == 1:  # binary: one score for classes_[1]
+        row = [-row[0], row[0]]
+    probs = _softmax(row)
+    ranked = sorted(zip(classes, probs), key=lambda item: item[1], reverse=True)
+    return Prediction(ranked[0][0], round(ranked[0][1], 3), [(c, round(p, 3)) for c, p in ranked[:3]])
+
+
+def _fast_analyzer(vectorizer: Any) -> Callable[[str], list[str]]:
+    """The fitted vectorizer's analyzer for one `str`, minus scikit-learn's generic wrapping
+    where that is provably the same: a callable analyzer with `input="content"` is called
+    directly (decoding a `str` is the identity), and the default `char_wb` analyzer (lower-
+    casing only) is a faster copy of `_char_wb_ngrams`. Anything else: `build_analyzer()`."""
+    if vectorizer.input == "content" and isinstance(vectorizer.analyzer, JiebaWords):
+        words = vectorizer.analyzer
+
+        def jieba_tokens(text: str) -> Any:
+            # JiebaWords without its filter: the tokens it drops (punctuation, spaces) were
+            # dropped when fitting too, so they are not in the vocabulary and count nothing.
+            if words.tokenizer is None:
+                words("")  # builds the default tokenizer
+            return words.tokenizer.cut(text)
+
+        return jieba_tokens
+    if vectorizer.input == "content" and callable(vectorizer.analyzer):
+        return vectorizer.analyzer
+    if (vectorizer.input == "content" and vectorizer.analyzer == "char_wb" and vectorizer.preprocessor is None
+            and vectorizer.strip_accents is None):
+        vectorizer._validate_ngram_range()
+        min_n, max_n = vectorizer.ngram_range
+        lowercase = bool(vectorizer.lowercase)
+
+        def char_wb(text: str) -> list[str]:
+            if lowercase:
+                text = text.lower()
+            grams: list[str] = []
+            extend = grams.extend
+            for w in text.split():  # what `_white_spaces.sub(" ", …).split()` gives
+                w = " " + w + " "
+                w_len = len(w)
+                for n in range(min_n, max_n + 1):
+                    if w_len <= n:  # a short word is counted once, and longer n skipped
+                        grams.append(w)
+                        break
+                    extend([w[i:i + n] for i in range(w_len - n + 1)])
+            return grams
+
+        return char_wb
+    return vectorizer.build_analyzer()
+
+
+class _FastScorer:
+    """The fitted pipeline's decision scores for one text, without scikit-learn per call.
+
+    scikit-learn's transform/decision_function cost ~1 ms a call in validation and sparse
+    matrix set-up; here each TfidfVectorizer of the FeatureUnion becomes its own analyzer
+    (the fitted object's `build_analyzer()`, so tokenisation is identical) and a dict
+    term → (column, idf). Per text: term counts, tf (log(tf)+1 when sublinear_tf) × idf,
+    normalised per vectorizer (FeatureUnion hstacks separately normalised blocks, times any
+    transformer weight), then scores = coef[:, columns] @ values + intercept."""
+
+    def __init__(self, classes: list[str], parts: list[tuple[Any, dict[str, tuple[int, float]], bool, bool, str | None, float]],
+                 coef: Any, intercept: Any) -> None:
+        self.classes = classes
+        self.parts = parts
+        self.coef = coef
+        self.intercept = intercept
+        import numpy
+
+        self.np = numpy
+
+    @classmethod
+    def compile(cls, pipeline: Any) -> "_FastScorer | None":
+        """None when the pipeline is not the shape this knows (then the pipeline is used)."""
+        try:
+            import numpy as np
+            from sklearn.feature_extraction.text import TfidfVectorizer
+            from sklearn.pipeline import FeatureUnion
+
+            steps = getattr(pipeline, "steps", None)
+            if not steps or len(steps) != 2:
+                return None
+            features, svm = steps[0][1], steps[1][1]
+            if not isinstance(features, FeatureUnion) or not hasattr(svm, "coef_"):
+                return None
+            weights = features.transformer_weights or {}
+            parts = []
+            offset = 0
+            for name, vectorizer in features.transformer_list:
+                if type(vectorizer) is not TfidfVectorizer or vectorizer.norm not in ("l1", "l2", None):
+                    return None
+                idf = vectorizer.idf_ if vectorizer.use_idf else np.ones(len(vectorizer.vocabulary_))
+                table = {term: (offset + int(col), float(idf[col])) for term, col in vectorizer.vocabulary_.items()}
+                parts.append((_fast_analyzer(vectorizer), table, bool(vectorizer.binary),
+                               bool(vectorizer.sublinear_tf), vectorizer.norm, float(weights.get(name, 1.0))))
+                offset += len(vectorizer.vocabulary_)
+            coef = np.ascontiguousarray(svm.coef_, dtype=np.float64)
+            if coef.ndim != 2 or coef.shape[1] != offset:
+                return None
+            intercept = np.asarray(svm.intercept_, dtype=np.float64).reshape(-1)
+            if intercept.size == 1 and coef.shape[0] > 1:
+                intercept = np.full(coef.shape[0], float(intercept[0]))
+            return cls([str(c) for c in pipeline.classes_], parts, coef, intercept)
+        except Exception:  # anything unexpected: the pipeline path still works
+            log.exception("cannot compile the routing model for fast prediction")
+            return None
+
+    def prediction(self, text: str) -> Prediction:
+        """`_prediction` of the scores, with the softmax and top 3 in numpy."""
+        scores = self.scores(text)
+        classes = self.classes
+        if len(scores) != len(classes):  # binary: one score
+            return _prediction(classes, scores)
+        np = self.np
+        exps = np.exp((scores - scores.max()) / TEMPERATURE)
+        probs = exps / exps.sum()
+        top = np.argsort(-probs, kind="stable")[:3].tolist()  # ties keep class order, as sorted()
+        probs = probs.tolist()
+        return Prediction(classes[top[0]], round(probs[top[0]], 3), [(classes[i], round(probs[i], 3)) for i in top])
+
+    def scores(self, text: str) -> Any:
+        columns: list[int] = []
+        values: list[float] = []
+        log_ = math.log
+        for analyzer, table, binary, sublinear, norm, weight in self.parts:
+            get = table.get
+            counts = [(hit, count) for term, count in Counter(analyzer(text)).items()
+                      if (hit := get(term)) is not None]
+            if not counts:
+                continue
+            block = []
+            for (column, idf), count in counts:
+                columns.append(column)
+                if count == 1 or binary:  # tf 1 (log(1) + 1 == 1 exactly)
+                    block.append(idf)
+                else:
+                    block.append((log_(count) + 1.0 if sublinear else float(count)) * idf)
+            if norm == "l2":
+                total = math.sqrt(sum(v * v for v in block))
+            elif norm == "l1":
+                total = sum(abs(v) for v in block)
+            else:
+                total = 1.0
+            if total == 0.0:
+                total = 1.0
+            values.extend(v / total * weight for v in block)
+        if not columns:
+            return self.intercept.copy()
+        return self.coef[:, columns] @ values + self.intercept
+
+
 # ---------------------------------------------------------------- the model
 
 @dataclass
@@ -122,6 +275,8 @@ class LearnedModel:
     pipeline: Any
     meta: dict[str, Any]
     path: Path | None = None
+    # The compiled single-text scorer: None until first used, False when unavailable.
+    _fast: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:
@@ -164,21 +319,20 @@ class LearnedModel:
                 transformer.analyzer.bind(tokenizer)
 
     def predict(self, text: str) -> Prediction:
-        return self.predict_many([text])[0]
+        """One text, as `predict_many([text])[0]` but without scikit-learn's per-call
+        overhead (see `_FastScorer`); falls back to the pipeline if it cannot be compiled."""
+        fast = self._fast
+        if fast is None:
+            fast = self._fast = _FastScorer.compile(self.pipeline) or False
+        if fast is False:
+            return self.predict_many([text])[0]
+        return fast.prediction(text)
 
     def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
+        """The scikit-learn path (batches: evaluation, tests of the fast path)."""
         classes = [str(c) for c in self.pipeline.classes_]
         scores = self.pipeline.decision_function(list(texts))
-        results = []
-        for row in scores:
-            row = [float(row)] if not hasattr(row, "__len__") else [float(s) for s in row]
-            if len(classes) == 2 and len(row) == 1:  # binary: one score for classes_[1]
-                row = [-row[0], row[0]]
-            probs = _softmax(row)
-            ranked = sorted(zip(classes, probs), key=lambda item: item[1], reverse=True)
-            results.append(Prediction(ranked[0][0], round(ranked[0][1], 3),
-                                      [(c, round(p, 3)) for c, p in ranked[:3]]))
-        return results
+        return [_prediction(classes, row) for row in scores]
 
     # ------------------------------------------------------------ storage
 

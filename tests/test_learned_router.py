@@ -280,3 +280,65 @@ def test_router_subcommands_have_chinese_help(data_dir, capsys, argv):
     code, out = run_main(capsys, *argv, "--help")
     assert code == 0 and out.startswith(f"usage: minyi {' '.join(argv)}")
     assert re.search(r"[\u4e00-\u9fff]", out.split("\n", 2)[-1])
+
+
+# ---------------------------------------------------------------- the fast single-text path
+
+def variants(texts: list[str]) -> list[str]:
+    out = []
+    for i, text in enumerate(texts):
+        out.append(text)
+        if i % 3 == 0:
+            out.append(f"您好，{text}！！请尽快处理 ABC Road 12号")
+        if i % 5 == 0:
+            out.append("  ".join(text[j:j + 4] for j in range(0, len(text), 4)) + "\tOK\n")
+    return out + ["", "！！！", "   ", "电梯", "a", "WiFi 信号 差", "楼下 烧烤店 油烟 太大"]
+
+
+@pytest.fixture(scope="module")
+def category_model() -> LearnedModel:
+    rows = taxonomy_examples()
+    return LearnedModel.train([t for t, _ in rows], [label for _, label in rows])
+
+
+def assert_fast_matches_pipeline(model: LearnedModel, texts: list[str]) -> None:
+    batch = model.predict_many(texts)
+    scores = model.pipeline.decision_function(texts)
+    fast = learned._FastScorer.compile(model.pipeline)
+    assert fast is not None
+    for text, slow, row in zip(texts, batch, scores):
+        quick = model.predict(text)
+        assert quick.label == slow.label, text
+        assert abs(quick.confidence - slow.confidence) <= 1e-9, text
+        assert [c for c, _ in quick.ranked] == [c for c, _ in slow.ranked], text
+        got = fast.scores(text)
+        assert max(abs(float(a) - float(b)) for a, b in zip(list(got.reshape(-1)), list(row.reshape(-1)))) <= 1e-9, text
+
+
+def test_the_fast_path_predicts_as_the_pipeline(category_model):
+    texts = variants([t for t, _ in taxonomy_examples()])
+    assert len(texts) >= 100
+    assert_fast_matches_pipeline(category_model, texts)
+    assert isinstance(category_model._fast, learned._FastScorer)
+
+
+def test_the_fast_path_of_a_two_label_model():
+    rows = [(t, label) for t, label in taxonomy_examples() if label in ("elevator", "cooking_fumes")]
+    model = LearnedModel.train([t for t, _ in rows], [label for _, label in rows])
+    assert_fast_matches_pipeline(model, variants([t for t, _ in taxonomy_examples()])[:120])
+
+
+def test_route_uses_the_fast_path(category_model, tmp_path, monkeypatch):
+    category_model.save(tmp_path / "models")
+    router = Router.from_config(CONFIG_DIR, GridLocator([]), Gazetteer([]), model_dir=tmp_path / "models")
+    assert router.model is not None
+    text = TAXONOMY.categories["elevator"].examples[0]
+    expected = router.model.predict_many([text])[0]
+
+    def no_sklearn(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("route() went through scikit-learn")
+
+    monkeypatch.setattr(router.model.pipeline, "decision_function", no_sklearn)
+    r = router.route(text)
+    assert r.label == expected.label and r.model_confidence == expected.confidence
+    assert isinstance(router.model._fast, learned._FastScorer)
