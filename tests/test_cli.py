@@ -29,7 +29,7 @@ from bot.cli import main
 from bot.settings import CONFIG_DIR
 from storage import migrate
 from tests import wechat
-from tests.conftest import make_settings
+from tests.conftest import make_settings, run_main
 
 MINYI = str(Path(sys.executable).parent / "minyi")
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -40,14 +40,6 @@ def child_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINYI_")}
     env["MINYI_DATA_DIR"] = str(data_dir)
     return env
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return code, capsys.readouterr().out
 
 
 def demo_counts() -> tuple[int, int]:

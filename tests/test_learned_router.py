@@ -29,7 +29,7 @@ from nlp.router import Router
 from nlp.taxonomy import Taxonomy
 from storage.models import Ticket, TicketEvent
 from tests import wechat
-from tests.conftest import services_of
+from tests.conftest import run_main, services_of
 
 TAXONOMY = Taxonomy.load(CONFIG_DIR / "taxonomy.toml")
 SOME_CATEGORIES = sorted(TAXONOMY.categories)[::3]
@@ -46,14 +46,6 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
         writer.writerow(["text", "label"])
         writer.writerows(rows)
     return path
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return code, capsys.readouterr().out
 
 
 def route_lines(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *lines: str) -> list[dict]:
