@@ -25,7 +25,6 @@ from sqlmodel import SQLModel
 
 import storage.models  # noqa: F401  (registers the tables)
 from bot.app import create_app
-from bot.cli import main
 from bot.settings import CONFIG_DIR
 from storage import migrate
 from tests import wechat

@@ -8,7 +8,6 @@ import asyncio
 import csv
 import io
 import json
-import os
 import re
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
-from bot.cli import main
 from bot.clock import utcnow
 from bot.retrain import category_in_note, collect_examples, retrain
 from bot.scheduler import RETRAIN_JOB, start_scheduler
