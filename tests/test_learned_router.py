@@ -78,6 +78,8 @@ def test_train_then_evaluate_prints_keyword_and_learned_rows(data_dir, tmp_path,
 def test_train_refuses_a_csv_without_labels(data_dir, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("text,comment\n电梯坏了,x\n", encoding="utf-8")
+    from bot.cli import main
+
     code = main(["router", "train", "--data", str(bad)])
     assert code == 1
     assert "label" in capsys.readouterr().err
