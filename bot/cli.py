@@ -21,6 +21,8 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("jieba").setLevel(logging.WARNING)
+    if not verbose:  # alembic announces every plugin and step at INFO; `migrate` prints its own summary
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 # ---------------------------------------------------------------- serve
@@ -223,7 +225,7 @@ def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
             "text": text, "category": r.category, "label": r.label if r.label is not None else r.category,
             "department": r.department, "lead_department": r.lead_department, "joint": r.joint,
             "co_departments": list(r.co_departments), "urgency": r.urgency, "appeal_type": r.appeal_type,
-            "grid": r.area_code, "keywords": list(r.keywords), "confidence": r.confidence,
+            "grid": r.area_code, "keywords": list(r.keywords), "tags": list(r.tags), "confidence": r.confidence,
             "model_confidence": r.model_confidence, "decided_by": r.decided_by,
         }, ensure_ascii=False), flush=True)
     return 0
@@ -237,6 +239,18 @@ def _keyword_tagger(settings: Settings) -> Any:
 
     taxonomy = Taxonomy.load(settings.config_dir / "taxonomy.toml")
     return KeywordTagger(taxonomy, new_tokenizer(settings.config_dir / "jieba_userdict.txt"))
+
+
+def _seed(args: argparse.Namespace, taxonomy: Any, labels: list[str]) -> Any:
+    """The taxonomy seed for labels that are category codes, unless --no-seed."""
+    from nlp.learned import taxonomy_seed
+
+    if args.no_seed:
+        return None
+    seed = taxonomy_seed(taxonomy, labels)
+    if seed is None:
+        print("标签不是分类代码：不加分类表种子")
+    return seed
 
 
 def _read_training_csv(path: str) -> tuple[list[str], list[str]] | None:
@@ -270,12 +284,13 @@ def cmd_router_train(args: argparse.Namespace, settings: Settings) -> int:
         print("至少需要两个不同的标签才能训练", file=sys.stderr)
         return 1
     tagger = _keyword_tagger(settings)
+    seed = _seed(args, tagger.taxonomy, labels)
 
     def progress(message: str) -> None:
         print(message, flush=True)
 
     model = LearnedModel.train(texts, labels, tagger.tokenizer, cv_folds=args.folds, progress=progress,
-                               source=str(args.data))
+                               source=str(args.data), seed=seed)
     path = model.save(settings.models_dir)
     print(f"模型已保存：{path}")
     print(f"样本 {model.meta['n_examples']} 条，标签 {len(model.labels)} 个，特征 {model.meta['n_features']} 个；"
@@ -296,20 +311,32 @@ def _pad(text: str, width: int, right: bool = False) -> str:
 
 
 def cmd_router_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from nlp.learned import cross_validate
+    from nlp.gazetteer import Gazetteer
+    from nlp.geo import GridLocator
+    from nlp.learned import Prediction, cross_validate
+    from nlp.router import Router
 
     data = _read_training_csv(args.data)
     if data is None:
         return 1
     texts, labels = data
-    tagger = _keyword_tagger(settings)
-    print(f"评估 {args.data}：{len(texts)} 条样本，{len(set(labels))} 个标签，{args.folds} 折分层交叉验证", flush=True)
+    router = Router.from_config(settings.config_dir, GridLocator([]), Gazetteer([]),
+                                settings.routing.confidence_threshold)
+    tagger = router.tagger
+    seed = _seed(args, tagger.taxonomy, labels)
+    print(f"评估 {args.data}：{len(texts)} 条样本，{len(set(labels))} 个标签，{args.folds} 折分层交叉验证"
+          + (f"；每折训练另加分类表种子 {len(seed[0])} 条" if seed else ""), flush=True)
 
     def progress(message: str) -> None:
         print(message, flush=True)
 
+    def combined(text: str, prediction: Prediction) -> str:
+        """What the router decides from the rules and this fold's model."""
+        return router.combine(tagger.tag(text), prediction.label, prediction.confidence)[0]
+
     result = cross_validate(texts, labels, args.folds, tagger.tokenizer,
-                            baseline=lambda text: tagger.tag(text).category, progress=progress)
+                            baseline=lambda text: tagger.tag(text).category, progress=progress,
+                            seed=seed, combine=combined if seed is not None else None)
     if result is None:
         print("样本太少，无法分层交叉验证（每个标签至少 2 条，且至少 2 个标签）", file=sys.stderr)
         return 1
@@ -318,7 +345,10 @@ def cmd_router_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     keyword = result["baseline"]
     print()
     print(f"{_pad('方法', 12)}{_pad('准确率', 10, right=True)}{_pad('宏平均F1', 12, right=True)}")
-    for name, row in (("关键词规则", keyword), ("学习模型", result)):
+    rows = [("关键词规则", keyword), ("学习模型", result)]
+    if "combined" in result:
+        rows.append(("规则+模型", result["combined"]))  # what `minyi route` decides with a model
+    for name, row in rows:
         print(f"{_pad(name, 12)}{row['accuracy']:>10.3f}{row['macro_f1']:>12.3f}")
     taxonomy = tagger.taxonomy
     if not set(labels) & set(taxonomy.categories):
@@ -393,23 +423,25 @@ def build_parser() -> argparse.ArgumentParser:
     route = sub.add_parser("route", help="从标准输入逐行读取诉求，输出分类/部门/紧急程度/网格（JSON Lines）",
                            description="每行一条诉求，输出一行 JSON：category、label（有训练好的模型时为模型标签）、"
                                        "department、lead_department、co_departments、joint（联合派单）、urgency、"
-                                       "grid、keywords、confidence。数据目录中有训练好的模型时自动使用。")
+                                       "grid、keywords（命中的分类关键词）、tags（TF-IDF 关键词）、confidence。数据目录中有训练好的模型时自动使用。")
     route.set_defaults(func=cmd_route)
 
     router = sub.add_parser("router", help="学习型分类模型：训练、评估（模型保存在数据目录 models/）")
     router_sub = router.add_subparsers(dest="router_command", required=True, metavar="子命令")
     train = router_sub.add_parser("train", help="用带标签的诉求训练新版本模型",
                                   description="读取 CSV（text,label 两列，标签可以是任意标签集），训练 TF-IDF（jieba 词 + "
-                                              "字 1–3 元组）+ 线性 SVM 模型，保存到 数据目录/models/ 并设为 current；"
-                                              "保留最近 5 个版本。")
+                                              "字 1–2 元组）+ 线性 SVM 模型，保存到 数据目录/models/ 并设为 current；"
+                                              "保留最近 5 个版本。标签是分类代码时，分类表的例句和关键词作为种子样本一并训练。")
     train.add_argument("--data", required=True, metavar="CSV", help="训练数据 CSV（text,label）")
     train.add_argument("--folds", type=int, default=5, help="先做 N 折交叉验证并记入模型元数据（0 = 不做，默认 5）")
+    train.add_argument("--no-seed", action="store_true", help="不加分类表种子样本（只用 CSV 中的样本）")
     train.set_defaults(func=cmd_router_train)
     evaluate = router_sub.add_parser("evaluate", help="分层 k 折交叉验证：关键词规则与学习模型对比",
-                                     description="输出关键词规则（标签 = 分类代码）和学习模型的准确率、宏平均 F1，"
-                                                 "以及 F1 最低的 5 个类别。不保存模型。")
+                                     description="输出关键词规则（标签 = 分类代码）、学习模型和两者结合（路由实际的决定）"
+                                                 "的准确率、宏平均 F1，以及 F1 最低的 5 个类别。不保存模型。")
     evaluate.add_argument("--data", required=True, metavar="CSV", help="评估数据 CSV（text,label）")
     evaluate.add_argument("--folds", type=int, default=5, help="折数（默认 5）")
+    evaluate.add_argument("--no-seed", action="store_true", help="学习模型只用各折的训练样本，不加分类表种子")
     evaluate.set_defaults(func=cmd_router_evaluate)
 
     config = sub.add_parser("config", help="配置")

@@ -25,7 +25,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from bot.services import Services
-from nlp.learned import LearnedModel, current_path, load_current
+from nlp.learned import LearnedModel, current_path, load_current, taxonomy_seed
 from nlp.taxonomy import Taxonomy
 from storage.db import Database
 from storage.models import Ticket, TicketEvent
@@ -91,7 +91,7 @@ def digest(texts: list[str], labels: list[str]) -> str:
 
 
 def _train_locked(models_dir: Path, texts: list[str], labels: list[str], tokenizer: Any,
-                  cv_folds: int) -> tuple[LearnedModel, bool]:
+                  cv_folds: int, taxonomy: Taxonomy) -> tuple[LearnedModel, bool]:
     """Train and save under the models-dir lock; (model, trained) — not trained when the
     current model already holds exactly these examples."""
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,8 @@ def _train_locked(models_dir: Path, texts: list[str], labels: list[str], tokeniz
             current = load_current(models_dir, tokenizer) if current_path(models_dir) else None
             if current is not None and current.meta.get("digest") == data_digest:
                 return current, False
-            model = LearnedModel.train(texts, labels, tokenizer, cv_folds=cv_folds, source="tickets")
+            model = LearnedModel.train(texts, labels, tokenizer, cv_folds=cv_folds, source="tickets",
+                                       seed=taxonomy_seed(taxonomy, labels))
             model.meta["digest"] = data_digest
             model.save(models_dir)
             return model, True
@@ -122,7 +123,7 @@ async def retrain(services: Services, min_examples: int | None = None,
     if len(set(labels)) < 2:
         return RetrainResult(False, len(texts), None, "只有一个类别，无法训练")
     model, trained = await asyncio.to_thread(_train_locked, settings.models_dir, texts, labels,
-                                             router.tagger.tokenizer, cv_folds)
+                                             router.tagger.tokenizer, cv_folds, router.taxonomy)
     router.set_model(model)
     if trained:
         log.info("routing model retrained: %s (%d examples, %d labels, cv macro-F1 %s)", model.path,

@@ -52,6 +52,9 @@ class Routing:
     # category scored close to the best one and was added to co_departments.
     lead_department: str = ""
     joint: bool = False
+    # The report's TF-IDF keywords (jieba), whatever the category: a summary for staff
+    # and the terms hot-topic detection groups by.
+    tags: tuple[str, ...] = ()
 
     @property
     def known_problem(self) -> bool:
@@ -100,15 +103,16 @@ class Router:
 
     def route(self, text: str, location: tuple[float, float] | None = None,
               home_area: str | None = None) -> Routing:
-        tagging = self.tagger.tag(text)
+        tokens = self.tagger.tokens(text)  # the one jieba pass, shared below
+        tagging = self.tagger.tag(text, tokens)
         urgency = self.urgency.detect(text)
         code, confidence, keywords, decided_by = tagging.category, tagging.confidence, tagging.keywords, "keywords"
         label = model_confidence = None
         model = self.model
         if model is not None:
-            prediction = model.predict(text)
+            prediction = model.predict(text, tokens)
             label, model_confidence = prediction.label, prediction.confidence
-            code, confidence, decided_by = self._combine(tagging, prediction.label, prediction.confidence)
+            code, confidence, decided_by = self.combine(tagging, prediction.label, prediction.confidence)
             if code != tagging.category:
                 keywords = self._keywords_for(code, text)
         category = self.taxonomy.categories[code]
@@ -141,9 +145,10 @@ class Router:
             decided_by=decided_by,
             lead_department=category.department,
             joint=joint,
+            tags=self.tagger.tfidf_keywords(tokens),
         )
 
-    def _combine(self, tagging: Tagging, label: str, probability: float) -> tuple[str, float, str]:
+    def combine(self, tagging: Tagging, label: str, probability: float) -> tuple[str, float, str]:
         """The category, its confidence and what decided it, from keywords and the model.
 
         The model's label is the category when it is a category code, except that

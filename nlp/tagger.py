@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jieba
 
 from nlp.taxonomy import FALLBACK_CATEGORY, Taxonomy
+from nlp.tokens import word_tokens
 
 NEGATIVE_WEIGHT = 2.0
 
@@ -63,7 +65,22 @@ class KeywordTagger:
             self._by_opening.setdefault(word[:2], []).append(index)
 
     def tokens(self, text: str) -> list[str]:
-        return self.tokenizer.lcut(text)
+        """The one jieba pass a report gets (shared with the learned model)."""
+        return word_tokens(self.tokenizer, text)
+
+    def tfidf_keywords(self, tokens: list[str], top: int = 5) -> tuple[str, ...]:
+        """The report's TF-IDF keywords: term frequency × jieba's inverse word frequency
+        (log of the dictionary total over the word's count; unknown words count as rare).
+        Stop-ish words (one character, digits, punctuation) are left out. For staff they
+        summarise a report at a glance; hot-topic detection groups reports by them."""
+        freq, total = self.tokenizer.FREQ, self.tokenizer.total
+        rare = math.log(total)
+        weights: dict[str, float] = {}
+        for token, count in Counter(tokens).items():  # first occurrence order breaks ties
+            if len(token) >= 2 and not token.isdigit() and any(ch.isalnum() for ch in token):
+                weights[token] = count * (math.log(total / f) if (f := freq.get(token)) else rare)
+        ranked = sorted(weights, key=weights.__getitem__, reverse=True)  # stable
+        return tuple(ranked[:top])
 
     def _phrases_in(self, text: str) -> list[tuple[str, str, float]]:
         """The phrases that occur in the text, in taxonomy order (so scores add up in
@@ -75,7 +92,8 @@ class KeywordTagger:
                     found.add(index)
         return [self._phrases[index] for index in sorted(found)]
 
-    def tag(self, text: str) -> Tagging:
+    def tag(self, text: str, tokens: list[str] | None = None) -> Tagging:
+        """`tokens`: the text's `tokens()` when the caller has cut it already."""
         scores: dict[str, float] = {}
         matched: dict[str, list[str]] = {}
         for word, code, weight in self._phrases_in(text):
@@ -83,7 +101,7 @@ class KeywordTagger:
             matched.setdefault(code, []).append(word)
         # Segmenting is the slow part; only needed when a single-character keyword is there.
         if any(char in text for char in self._single):
-            for token in set(self.tokens(text)):
+            for token in set(tokens if tokens is not None else self.tokens(text)):
                 for code, weight in self._single.get(token, ()):
                     scores[code] = scores.get(code, 0.0) + weight
                     matched.setdefault(code, []).append(token)

@@ -97,6 +97,17 @@ class UrgencyDetector:
                     self._by_opening.setdefault(word[:2], []).append((word, number))
                 else:
                     self._short.append((word, number))
+        # Pattern rules by the characters their patterns can start with: detect() runs a
+        # rule's patterns only when the text holds one of them (most texts hold none).
+        self._patterns_by_first: dict[str, set[int]] = {}
+        self._patterns_always: set[int] = set()
+        for number, rule in enumerate(rules):
+            for pattern in rule.patterns:
+                first = _first_chars(pattern.pattern)
+                if first is None:
+                    self._patterns_always.add(number)
+                for char in first or ():
+                    self._patterns_by_first.setdefault(char, set()).add(number)
 
     @classmethod
     def load(cls, path: Path) -> "UrgencyDetector":
@@ -180,7 +191,13 @@ class UrgencyDetector:
         text = self._blank_excluded(text)
         level, reasons = self.lowest, []
         words = self._words_by_rule(text)
-        for number, rule in enumerate(self.rules):
+        candidates = set(words) | self._patterns_always
+        by_first = self._patterns_by_first
+        for char in set(text):
+            if char in by_first:
+                candidates |= by_first[char]
+        for number in sorted(candidates):  # rule order, as reasons are listed
+            rule = self.rules[number]
             if not self._fires(text, rule, words.get(number, ())):
                 continue
             fired = rule.level
@@ -192,3 +209,44 @@ class UrgencyDetector:
             if self.rank(fired) > self.rank(level):
                 level = fired
         return UrgencyResult(level, tuple(reasons))
+
+
+def _first_chars(pattern: str) -> frozenset[str] | None:
+    """The characters a match of `pattern` must start with, or None when that cannot be
+    told simply (then the pattern is always tried). Reads the parsed pattern's first item:
+    a literal, a class of literals, a group or alternation of those, or a repeat of one."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        return _first_of(list(_parser.parse(pattern)), _parser)
+    except Exception:
+        return None
+
+
+def _first_of(items: list[Any], parser: Any) -> frozenset[str] | None:
+    if not items:
+        return None
+    op, value = items[0]
+    constants = parser  # LITERAL, IN, SUBPATTERN, BRANCH, MAX_REPEAT … live there
+    if op is constants.LITERAL:
+        return frozenset(chr(value))
+    if op is constants.IN:
+        chars: set[str] = set()
+        for kind, item in value:
+            if kind is constants.LITERAL:
+                chars.add(chr(item))
+            elif kind is constants.RANGE and item[1] - item[0] < 128:
+                chars.update(chr(c) for c in range(item[0], item[1] + 1))
+            else:
+                return None
+        return frozenset(chars)
+    if op is constants.SUBPATTERN:
+        return _first_of(list(value[-1]), parser)
+    if op is constants.BRANCH:
+        firsts = [_first_of(list(branch), parser) for branch in value[1]]
+        if any(f is None for f in firsts):
+            return None
+        return frozenset().union(*firsts)  # type: ignore[arg-type]
+    if op in (constants.MAX_REPEAT, constants.MIN_REPEAT) and value[0] >= 1:
+        return _first_of(list(value[2]), parser)
+    return None

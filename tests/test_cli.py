@@ -114,6 +114,7 @@ def test_route_streams_one_json_object_per_line(data_dir):
     fumes, fire, vague = results
     assert fumes["grid"] == "420199001001001"  # 枫林小区 lies in 枫林第一网格
     assert fumes["category"] == "cooking_fumes" and {"烧烤", "油烟"} <= set(fumes["keywords"])
+    assert "油烟" in fumes["tags"] and all(len(tag) >= 2 for r in results for tag in r["tags"])  # TF-IDF keywords
     assert fire["urgency"] == "特急"
     assert fire["grid"] is None and vague["grid"] is None  # no place named, no guess
     for result in results:  # with no trained model in the data dir the label is the category

@@ -25,6 +25,7 @@ from nlp.geo import GridLocator
 from nlp.learned import LearnedModel, Prediction, current_path, load_current, versions
 from nlp.router import Router
 from nlp.taxonomy import Taxonomy
+from nlp.tokens import word_tokens
 from storage.models import Ticket, TicketEvent
 from tests import wechat
 from tests.conftest import run_main, services_of
@@ -146,7 +147,7 @@ class StubModel:
     def bind(self, tokenizer) -> None:  # type: ignore[no-untyped-def]
         pass
 
-    def predict(self, text: str) -> Prediction:
+    def predict(self, text: str, tokens: list[str] | None = None) -> Prediction:
         return self.prediction
 
 
@@ -297,9 +298,12 @@ def assert_fast_matches_pipeline(model: LearnedModel, texts: list[str]) -> None:
     batch = model.predict_many(texts)
     scores = model.pipeline.decision_function(texts)
     fast = learned._FastScorer.compile(model.pipeline)
-    assert fast is not None
+    assert fast is not None and fast.shares_tokens
+    tokenizer = fast.words.tokenizer_or_default()
     for text, slow, row in zip(texts, batch, scores):
         quick = model.predict(text)
+        shared = model.predict(text, word_tokens(tokenizer, text))  # the router's one jieba pass
+        assert shared == quick, text
         assert quick.label == slow.label, text
         assert abs(quick.confidence - slow.confidence) <= 1e-9, text
         assert [c for c, _ in quick.ranked] == [c for c, _ in slow.ranked], text

@@ -44,12 +44,15 @@ CASES: list[tuple[str, str]] = [
     ("一辆货车撞了行人，人躺在路中间一动不动", RED),
     ("我妈在卫生间摔了，怎么喊都叫不醒", RED),
     ("爷爷呼吸很微弱，脸色发紫", RED),
+    ("天台上有个人站在边缘，看着要出事", RED),                    # at a roof edge, one clause
+    ("有个老太太一个人往河里走，水都到腰了", RED),                # walking into water
     ("我儿子掉水里了", RED),                                      # drowning, deep water
     ("河边有个小孩在水里扑腾，快来人", RED),
     ("暴雨把涵洞淹了，水到脖子了，还有人在里面", RED),
     ("好几十人围在政府门口", RED),                                # crowds, with counts
     ("几百个村民堵在镇政府门口讨说法", RED),
     ("商户们集体堵在市场门口不让拆", RED),
+    ("工人们把厂门堵住了，要老板出来给说法", RED),               # 把 + gate + blocked
     ("电梯突然停了，我们三个人困在里面", RED),                    # trapped / buried
     ("工地围墙倒了，下面好像压着两个人", RED),
     ("地下室进水了，老人还在里面出不来", RED),
@@ -62,6 +65,8 @@ CASES: list[tuple[str, str]] = [
     # ---- not 特急
     ("不是火灾，就是楼道的灯坏了", "一般"),                        # negation
     ("没有人受伤，就是车被刮了", "一般"),
+    ("早上闻到糊味还以为着火了，原来是楼下烧烤", "一般"),          # mistaken belief
+    ("门口的梧桐树被砍了好几棵，谁批准的", "一般"),                # trees, not people
     ("闻了半天也没有煤气味，就是灶打不着火", "一般"),
     ("去年我们小区有人跳楼，现在想给天台加个门锁", "一般"),          # past events
     ("前年隔壁楼失火，烧坏的外墙到现在都没修", "一般"),
@@ -120,3 +125,19 @@ def test_eval_set_red_recall_and_false_alarms(detector: UrgencyDetector) -> None
     assert red and other
     assert recall == 1.0, missed
     assert false_alarm_rate <= 0.05, alarms
+
+
+def test_the_pattern_prefilter_changes_no_result(detector: UrgencyDetector) -> None:
+    """detect() runs a rule's patterns only when the text holds a character they can start
+    with; with every pattern rule forced to run, every result is the same."""
+    texts = [text for text, _ in CASES]
+    for name in ("routing_eval.csv", "routing_holdout.csv"):
+        with open(EVAL_CSV.parent / name, encoding="utf-8") as fh:
+            texts += [row["text"] for row in csv.DictReader(fh)]
+    prefiltered = [detector.detect(text) for text in texts]
+    brute = UrgencyDetector.load(CONFIG_DIR / "urgency.toml")
+    brute._patterns_by_first = {}
+    brute._patterns_always = {n for n, rule in enumerate(brute.rules) if rule.patterns}
+    assert len(brute._patterns_always) >= 20
+    assert [brute.detect(text) for text in texts] == prefiltered
+    assert sum(result.level == RED for result in prefiltered) >= 60
