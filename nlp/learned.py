@@ -10,19 +10,18 @@ loaded, so a service without a model starts as fast as before.
 from __future__ import annotations
 
 import csv
-import heapq
 import logging
-import math
 import os
+import pickle
 import tempfile
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from nlp.tokens import word_tokens
+from nlp.scorer import FastScorer, Prediction, softmax_prediction
+from nlp.tokens import JiebaWords
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +29,10 @@ KEEP_VERSIONS = 5
 CURRENT = "current"
 PREFIX = "router-"
 SUFFIX = ".joblib"
-FORMAT_VERSION = 1
-# Softmax temperature over the SVM's decision scores: turns margins (≈ -1.5 … 1.5) into
-# a confidence that is high for a clear winner and spread out for a toss-up.
-TEMPERATURE = 0.25
-
-DEFAULT_USERDICT = Path(__file__).resolve().parent.parent / "config" / "jieba_userdict.txt"
+# 2: the pipeline pickled as bytes (unpickled, importing scikit-learn, only when needed)
+# next to the compiled scorer's state; 1: the pipeline itself (still read).
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 
 Progress = Callable[[str], None]
 
@@ -88,43 +85,6 @@ def taxonomy_seed(taxonomy: Any, labels: Sequence[str]) -> Examples | None:
 
 # ---------------------------------------------------------------- features
 
-class JiebaWords:
-    """Analyzer for TfidfVectorizer: the router's jieba tokens, punctuation and spaces dropped.
-
-    Pickles without the tokenizer (a jieba dictionary is tens of MB); after loading, the
-    router hands its own in with `bind`, or the default dictionary is built on first use.
-    `hmm` is False for models trained since the router shares one jieba pass; models saved
-    before that (pickled without it) keep jieba's default cut."""
-
-    def __init__(self, tokenizer: Any = None, hmm: bool = False) -> None:
-        self.tokenizer = tokenizer
-        self.hmm = hmm
-
-    def bind(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-
-    def tokenizer_or_default(self) -> Any:
-        if self.tokenizer is None:
-            from nlp.tagger import new_tokenizer
-
-            self.tokenizer = new_tokenizer(DEFAULT_USERDICT)
-        return self.tokenizer
-
-    def cut(self, text: str) -> list[str]:
-        tokenizer = self.tokenizer_or_default()
-        return tokenizer.lcut(text) if self.hmm else word_tokens(tokenizer, text)
-
-    def __call__(self, text: str) -> list[str]:
-        return [t for t in self.cut(text) if t.strip() and any(ch.isalnum() for ch in t)]
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"hmm": self.hmm}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.tokenizer = None
-        self.hmm = bool(state.get("hmm", True))
-
-
 def _pipeline(tokenizer: Any) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion, Pipeline
@@ -139,211 +99,31 @@ def _pipeline(tokenizer: Any) -> Any:
     return Pipeline([("features", features), ("svm", LinearSVC(C=1.0, class_weight="balanced"))])
 
 
-def _softmax(scores: Sequence[float]) -> list[float]:
-    top = max(scores)
-    exps = [math.exp((s - top) / TEMPERATURE) for s in scores]
-    total = sum(exps)
-    return [e / total for e in exps]
-
-
-def _prediction(classes: Sequence[str], row: Any) -> Prediction:
-    """A Prediction from one row of decision scores (softmax confidence, top 3)."""
-    row = [float(row)] if not hasattr(row, "__len__") else [float(s) for s in row]
-    if len(classes) == 2 and len(row) == 1:  # binary: one score for classes_[1]
-        row = [-row[0], row[0]]
-    probs = _softmax(row)
-    ranked = sorted(zip(classes, probs), key=lambda item: item[1], reverse=True)
-    return Prediction(ranked[0][0], round(ranked[0][1], 3), [(c, round(p, 3)) for c, p in ranked[:3]])
-
-
-def _fast_analyzer(vectorizer: Any) -> Callable[[str], list[str]] | None:
-    """The fitted vectorizer's analyzer for one `str`, minus scikit-learn's generic wrapping
-    where that is provably the same: the default `char_wb` analyzer (lower-casing only)
-    becomes a faster copy of `_char_wb_ngrams`; a callable analyzer with `input="content"`
-    is called directly (decoding a `str` is the identity). None for JiebaWords: its tokens
-    come from the router's one jieba pass (`tokens` below). Anything else: `build_analyzer()`."""
-    if vectorizer.input == "content" and isinstance(vectorizer.analyzer, JiebaWords):
-        return None
-    if vectorizer.input == "content" and callable(vectorizer.analyzer):
-        return vectorizer.analyzer
-    if (vectorizer.input == "content" and vectorizer.analyzer == "char_wb" and vectorizer.preprocessor is None
-            and vectorizer.strip_accents is None):
-        vectorizer._validate_ngram_range()
-        min_n, max_n = vectorizer.ngram_range
-        lowercase = bool(vectorizer.lowercase)
-
-        def char_wb(text: str) -> list[str]:
-            if lowercase:
-                text = text.lower()
-            grams: list[str] = []
-            extend = grams.extend
-            for w in text.split():  # what `_white_spaces.sub(" ", …).split()` gives
-                w = " " + w + " "
-                w_len = len(w)
-                for n in range(min_n, max_n + 1):
-                    if w_len <= n:  # a short word is counted once, and longer n skipped
-                        grams.append(w)
-                        break
-                    extend([w[i:i + n] for i in range(w_len - n + 1)])
-            return grams
-
-        return char_wb
-    return vectorizer.build_analyzer()
-
-
-@dataclass(frozen=True)
-class _Block:
-    """One TfidfVectorizer of the FeatureUnion, compiled: analyzer (None: jieba tokens),
-    term → (column, idf), and how tf and the norm are computed."""
-    analyzer: Callable[[str], list[str]] | None
-    columns: dict[str, tuple[int, float]]  # term → (column in the union, idf)
-    binary: bool
-    sublinear: bool
-    norm: str | None
-    weight: float
-
-
-class _FastScorer:
-    """The fitted pipeline's decision scores for one text, without scikit-learn per call.
-
-    scikit-learn's transform/decision_function cost ~1 ms a call in validation and sparse
-    matrix set-up; here each TfidfVectorizer of the FeatureUnion becomes a `_Block` (the
-    fitted object's own analyzer, so tokenisation is identical). Per text and block: term
-    counts (Python), then in numpy tf (log(tf)+1 when sublinear_tf) × idf, the block's norm
-    (FeatureUnion hstacks separately normalised blocks, times any transformer weight), and
-    scores = Σ values · coefᵀ[columns] + intercept, with coefᵀ stored feature-major so each
-    term's class weights are one contiguous row."""
-
-    def __init__(self, classes: list[str], blocks: list[_Block], coef_t: Any, intercept: Any,
-                 words: JiebaWords | None) -> None:
-        import numpy
-
-        self.words = words
-        self.classes = classes
-        self.blocks = blocks
-        self.coef_t = coef_t
-        self.intercept = intercept
-        self.np = numpy
-
-    @classmethod
-    def compile(cls, pipeline: Any) -> "_FastScorer | None":
-        """None when the pipeline is not the shape this knows (then the pipeline is used)."""
-        try:
-            import numpy as np
-            from sklearn.feature_extraction.text import TfidfVectorizer
-            from sklearn.pipeline import FeatureUnion
-
-            steps = getattr(pipeline, "steps", None)
-            if not steps or len(steps) != 2:
-                return None
-            features, svm = steps[0][1], steps[1][1]
-            if not isinstance(features, FeatureUnion) or not hasattr(svm, "coef_"):
-                return None
-            weights = features.transformer_weights or {}
-            blocks = []
-            offset = 0
-            words = None
-            for name, vectorizer in features.transformer_list:
-                if type(vectorizer) is not TfidfVectorizer or vectorizer.norm not in ("l1", "l2", None):
-                    return None
-                size = len(vectorizer.vocabulary_)
-                if isinstance(vectorizer.analyzer, JiebaWords):
-                    if words is not None:
-                        return None  # two word blocks: not a shape this knows
-                    words = vectorizer.analyzer
-                idf = vectorizer.idf_ if vectorizer.use_idf else np.ones(size)
-                columns = {term: (offset + int(col), float(idf[col])) for term, col in vectorizer.vocabulary_.items()}
-                blocks.append(_Block(_fast_analyzer(vectorizer), columns, bool(vectorizer.binary),
-                                     bool(vectorizer.sublinear_tf), vectorizer.norm, float(weights.get(name, 1.0))))
-                offset += size
-            coef = np.asarray(svm.coef_, dtype=np.float64)
-            if coef.ndim != 2 or coef.shape[1] != offset:
-                return None
-            intercept = np.asarray(svm.intercept_, dtype=np.float64).reshape(-1)
-            if intercept.size == 1 and coef.shape[0] > 1:
-                intercept = np.full(coef.shape[0], float(intercept[0]))
-            return cls([str(c) for c in pipeline.classes_], blocks, np.ascontiguousarray(coef.T), intercept,
-                       words)
-        except Exception:  # anything unexpected: the pipeline path still works
-            log.exception("cannot compile the routing model for fast prediction")
-            return None
-
-    def prediction(self, text: str, tokens: Sequence[str] | None = None) -> Prediction:
-        """`_prediction` of the scores: the same softmax, top 3 by `heapq.nlargest`
-        (stable like sorted(): ties keep class order), in plain Python — for 54 floats
-        cheaper than numpy's per-call overhead."""
-        scores = self.scores(text, tokens).tolist()
-        classes = self.classes
-        if len(scores) != len(classes):  # binary: one score
-            return _prediction(classes, scores)
-        top = max(scores)
-        exps = [math.exp((v - top) / TEMPERATURE) for v in scores]
-        total = sum(exps)
-        best = heapq.nlargest(3, range(len(exps)), key=exps.__getitem__)
-        return Prediction(classes[best[0]], round(exps[best[0]] / total, 3),
-                          [(classes[i], round(exps[i] / total, 3)) for i in best])
-
-    def scores(self, text: str, tokens: Sequence[str] | None = None) -> Any:
-        """Decision scores; `tokens` are the text's jieba tokens (`word_tokens`) when the
-        caller has them already, else they are cut here. The tf-idf values are computed
-        in Python (a few dozen terms: cheaper than numpy's per-call set-up), then one
-        gather of coefficient rows and one product for all blocks."""
-        columns: list[int] = []
-        values: list[float] = []
-        log_, sqrt_ = math.log, math.sqrt
-        for block in self.blocks:
-            if block.analyzer is not None:
-                terms = block.analyzer(text)
-            else:
-                terms = tokens if tokens is not None and self.shares_tokens else self.word_tokens(text)
-            get = block.columns.get
-            hits = [(hit, count) for term, count in Counter(terms).items() if (hit := get(term)) is not None]
-            if not hits:
-                continue
-            if block.binary:
-                block_values = [idf for (_, idf), _ in hits]
-            elif block.sublinear:  # log(tf) + 1, which is exactly 1 for tf 1
-                block_values = [idf if count == 1 else (log_(count) + 1.0) * idf for (_, idf), count in hits]
-            else:
-                block_values = [count * idf for (_, idf), count in hits]
-            if block.norm == "l2":
-                size = sqrt_(sum(v * v for v in block_values))
-            elif block.norm == "l1":
-                size = sum(abs(v) for v in block_values)
-            else:
-                size = 1.0
-            scale = block.weight / (size or 1.0)
-            columns.extend(column for (column, _), _ in hits)
-            values.extend(v * scale for v in block_values)
-        if not columns:
-            return self.intercept.copy()
-        return self.np.asarray(values) @ self.coef_t[columns] + self.intercept
-
-    @property
-    def shares_tokens(self) -> bool:
-        """Whether `word_tokens()` of the router are this model's word tokens."""
-        return self.words is not None and not self.words.hmm
-
-    def word_tokens(self, text: str) -> list[str]:
-        return self.words.cut(text) if self.words is not None else []
-
-
 # ---------------------------------------------------------------- the model
 
-@dataclass
-class Prediction:
-    label: str
-    confidence: float
-    ranked: list[tuple[str, float]] = field(default_factory=list)  # best first, top 3
-
-
-@dataclass
 class LearnedModel:
-    pipeline: Any
-    meta: dict[str, Any]
-    path: Path | None = None
-    # The compiled single-text scorer: None until first used, False when unavailable.
-    _fast: Any = field(default=None, init=False, repr=False, compare=False)
+    """A trained router model: its metadata, the compiled scorer that routes, and the
+    scikit-learn pipeline it came from (kept for batches and evaluation; after loading a
+    saved model it stays pickled until something needs it)."""
+
+    def __init__(self, pipeline: Any, meta: dict[str, Any], path: Path | None = None,
+                 scorer: FastScorer | None = None, pipeline_bytes: bytes | None = None) -> None:
+        self._pipeline = pipeline
+        self._pipeline_bytes = pipeline_bytes
+        self.meta = meta
+        self.path = path
+        self._tokenizer: Any = None
+        # The compiled single-text scorer: None until first used, False when unavailable.
+        self._fast: FastScorer | None | bool = scorer
+
+    @property
+    def pipeline(self) -> Any:
+        if self._pipeline is None and self._pipeline_bytes is not None:
+            self._pipeline = pickle.loads(self._pipeline_bytes)
+            self._pipeline_bytes = None
+            if self._tokenizer is not None:
+                self._bind_pipeline(self._tokenizer)
+        return self._pipeline
 
     @property
     def labels(self) -> list[str]:
@@ -387,18 +167,31 @@ class LearnedModel:
 
     def bind(self, tokenizer: Any) -> None:
         """Use the router's tokenizer (its user dictionary) for the word features."""
-        for name, transformer in self.pipeline.named_steps["features"].transformer_list:
+        self._tokenizer = tokenizer
+        if isinstance(self._fast, FastScorer) and self._fast.words is not None:
+            self._fast.words.bind(tokenizer)
+        if self._pipeline is not None:
+            self._bind_pipeline(tokenizer)
+
+    def _bind_pipeline(self, tokenizer: Any) -> None:
+        for name, transformer in self._pipeline.named_steps["features"].transformer_list:
             if name == "words" and isinstance(transformer.analyzer, JiebaWords):
                 transformer.analyzer.bind(tokenizer)
 
+    def scorer(self) -> FastScorer | None:
+        """The compiled scorer (compiled from the pipeline on first use)."""
+        if self._fast is None:
+            self._fast = FastScorer.compile(self.pipeline) or False
+            if self._fast and self._tokenizer is not None and self._fast.words is not None:
+                self._fast.words.bind(self._tokenizer)
+        return self._fast or None
+
     def predict(self, text: str, tokens: Sequence[str] | None = None) -> Prediction:
         """One text, as `predict_many([text])[0]` but without scikit-learn's per-call
-        overhead (see `_FastScorer`); falls back to the pipeline if it cannot be compiled.
+        overhead (see `nlp.scorer`); falls back to the pipeline if it cannot be compiled.
         `tokens`: the text's `word_tokens` from the model's tokenizer, when already cut."""
-        fast = self._fast
+        fast = self._fast if isinstance(self._fast, FastScorer) else self.scorer()
         if fast is None:
-            fast = self._fast = _FastScorer.compile(self.pipeline) or False
-        if fast is False:
             return self.predict_many([text])[0]
         return fast.prediction(text, tokens)
 
@@ -406,7 +199,7 @@ class LearnedModel:
         """The scikit-learn path (batches: evaluation, tests of the fast path)."""
         classes = [str(c) for c in self.pipeline.classes_]
         scores = self.pipeline.decision_function(list(texts))
-        return [_prediction(classes, row) for row in scores]
+        return [softmax_prediction(classes, row) for row in scores]
 
     # ------------------------------------------------------------ storage
 
@@ -423,7 +216,11 @@ class LearnedModel:
             n += 1
         self.meta["version"] = path.name
         tmp = path.with_suffix(".tmp")
-        joblib.dump({"format": FORMAT_VERSION, "meta": self.meta, "pipeline": self.pipeline}, tmp, compress=3)
+        scorer = self.scorer()
+        blob = {"format": FORMAT_VERSION, "meta": self.meta,
+                "pipeline": pickle.dumps(self.pipeline, protocol=pickle.HIGHEST_PROTOCOL),
+                "scorer": scorer.state() if scorer is not None else None}
+        joblib.dump(blob, tmp, compress=3)
         os.replace(tmp, path)
         _write_atomic(models_dir / CURRENT, path.name + "\n")
         self.path = path
@@ -435,9 +232,13 @@ class LearnedModel:
         import joblib
 
         blob = joblib.load(path)
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT_VERSION:
+        if not isinstance(blob, dict) or blob.get("format") not in READABLE_FORMATS:
             raise ValueError(f"{path}: 不是可识别的路由模型")
-        model = cls(blob["pipeline"], dict(blob["meta"]), path)
+        if blob["format"] == 1:
+            model = cls(blob["pipeline"], dict(blob["meta"]), path)
+        else:
+            scorer = FastScorer.from_state(blob["scorer"]) if blob.get("scorer") is not None else None
+            model = cls(None, dict(blob["meta"]), path, scorer=scorer, pipeline_bytes=blob["pipeline"])
         if tokenizer is not None:
             model.bind(tokenizer)
         return model

@@ -97,17 +97,22 @@ class UrgencyDetector:
                     self._by_opening.setdefault(word[:2], []).append((word, number))
                 else:
                     self._short.append((word, number))
-        # Pattern rules by the characters their patterns can start with: detect() runs a
-        # rule's patterns only when the text holds one of them (most texts hold none).
-        self._patterns_by_first: dict[str, set[int]] = {}
+        # Pattern rules by strings every match of their patterns contains (see
+        # `_required_literals`), indexed like the words: detect() runs a rule's patterns
+        # only when the text holds one of those strings (most texts hold none).
+        self._hints_by_opening: dict[str, list[tuple[str, int]]] = {}
+        self._hints_by_char: dict[str, set[int]] = {}
         self._patterns_always: set[int] = set()
         for number, rule in enumerate(rules):
             for pattern in rule.patterns:
-                first = _first_chars(pattern.pattern)
-                if first is None:
+                hints = _required_literals(pattern.pattern)
+                if hints is None:
                     self._patterns_always.add(number)
-                for char in first or ():
-                    self._patterns_by_first.setdefault(char, set()).add(number)
+                for hint in hints or ():
+                    if len(hint) >= 2:
+                        self._hints_by_opening.setdefault(hint[:2], []).append((hint, number))
+                    else:
+                        self._hints_by_char.setdefault(hint, set()).add(number)
 
     @classmethod
     def load(cls, path: Path) -> "UrgencyDetector":
@@ -154,6 +159,19 @@ class UrgencyDetector:
                     found.setdefault(number, set()).add(word)
         return found
 
+    def _hinted_rules(self, text: str) -> set[int]:
+        """Pattern rules whose required strings occur in the text."""
+        rules: set[int] = set()
+        by_char = self._hints_by_char
+        for char in set(text).intersection(by_char):
+            rules |= by_char[char]
+        by_opening = self._hints_by_opening
+        for start in range(len(text) - 1):
+            for hint, number in by_opening.get(text[start:start + 2], ()):
+                if number not in rules and text.startswith(hint, start):
+                    rules.add(number)
+        return rules
+
     def _fires(self, text: str, rule: UrgencyRule, words: Iterable[str]) -> bool:
         """Whether one of `words` (the rule's words found in the text) or a pattern
         of the rule occurs in the text without a negation before it. For a pattern
@@ -191,11 +209,7 @@ class UrgencyDetector:
         text = self._blank_excluded(text)
         level, reasons = self.lowest, []
         words = self._words_by_rule(text)
-        candidates = set(words) | self._patterns_always
-        by_first = self._patterns_by_first
-        for char in set(text):
-            if char in by_first:
-                candidates |= by_first[char]
+        candidates = set(words) | self._patterns_always | self._hinted_rules(text)
         for number in sorted(candidates):  # rule order, as reasons are listed
             rule = self.rules[number]
             if not self._fires(text, rule, words.get(number, ())):
@@ -211,42 +225,77 @@ class UrgencyDetector:
         return UrgencyResult(level, tuple(reasons))
 
 
-def _first_chars(pattern: str) -> frozenset[str] | None:
-    """The characters a match of `pattern` must start with, or None when that cannot be
-    told simply (then the pattern is always tried). Reads the parsed pattern's first item:
-    a literal, a class of literals, a group or alternation of those, or a repeat of one."""
+def _required_literals(pattern: str) -> frozenset[str] | None:
+    """Strings one of which every match of `pattern` contains, or None when that cannot
+    be told simply (then the pattern is always tried). From the parsed pattern's
+    top-level items that must match (not optional), each turned into the literal strings
+    it can match when it is made only of literals, classes of literals, groups and
+    alternations of those; runs of such items are joined. The most selective set wins:
+    longest shortest string, then fewest strings."""
     try:
         from re import _parser  # type: ignore[attr-defined]
 
-        return _first_of(list(_parser.parse(pattern)), _parser)
+        items = list(_parser.parse(pattern))
     except Exception:
         return None
+    best: frozenset[str] | None = None
+    run: frozenset[str] | None = None
+    for item in items:
+        literals = _item_literals(item, _parser)
+        run = _joined(run, literals) if literals is not None else None
+        for candidate in (literals, run):
+            if candidate and (best is None or _selectivity(candidate) > _selectivity(best)):
+                best = candidate
+    return best
 
 
-def _first_of(items: list[Any], parser: Any) -> frozenset[str] | None:
-    if not items:
-        return None
-    op, value = items[0]
-    constants = parser  # LITERAL, IN, SUBPATTERN, BRANCH, MAX_REPEAT … live there
-    if op is constants.LITERAL:
+def _selectivity(strings: frozenset[str]) -> tuple[int, int]:
+    return min(len(s) for s in strings), -len(strings)
+
+
+def _joined(left: frozenset[str] | None, right: frozenset[str], cap: int = 256) -> frozenset[str] | None:
+    if left is None:
+        return right
+    if len(left) * len(right) > cap:
+        return right
+    return frozenset(a + b for a in left for b in right)
+
+
+def _sequence_literals(items: list[Any], parser: Any) -> frozenset[str] | None:
+    """The exact strings a whole sequence can match, when it is all literals."""
+    result: frozenset[str] | None = frozenset({""})
+    for item in items:
+        literals = _item_literals(item, parser)
+        if literals is None or result is None or len(result) * len(literals) > 256:
+            return None
+        result = frozenset(a + b for a in result for b in literals)
+    return result
+
+
+def _item_literals(item: Any, parser: Any) -> frozenset[str] | None:
+    """The exact strings one parsed item matches (a repeat of at least one: the strings of
+    one repetition, which every match contains); None if not only literals."""
+    op, value = item
+    if op is parser.LITERAL:
         return frozenset(chr(value))
-    if op is constants.IN:
+    if op is parser.IN:
         chars: set[str] = set()
-        for kind, item in value:
-            if kind is constants.LITERAL:
-                chars.add(chr(item))
-            elif kind is constants.RANGE and item[1] - item[0] < 128:
-                chars.update(chr(c) for c in range(item[0], item[1] + 1))
+        for kind, part in value:
+            if kind is parser.LITERAL:
+                chars.add(chr(part))
+            elif kind is parser.RANGE and part[1] - part[0] < 128:
+                chars.update(chr(c) for c in range(part[0], part[1] + 1))
             else:
                 return None
         return frozenset(chars)
-    if op is constants.SUBPATTERN:
-        return _first_of(list(value[-1]), parser)
-    if op is constants.BRANCH:
-        firsts = [_first_of(list(branch), parser) for branch in value[1]]
-        if any(f is None for f in firsts):
+    if op is parser.SUBPATTERN:
+        return _sequence_literals(list(value[-1]), parser)
+    if op is parser.BRANCH:
+        branches = [_sequence_literals(list(branch), parser) for branch in value[1]]
+        if any(b is None for b in branches):
             return None
-        return frozenset().union(*firsts)  # type: ignore[arg-type]
-    if op in (constants.MAX_REPEAT, constants.MIN_REPEAT) and value[0] >= 1:
-        return _first_of(list(value[2]), parser)
+        return frozenset().union(*branches)  # type: ignore[arg-type]
+    if op in (parser.MAX_REPEAT, parser.MIN_REPEAT) and value[0] >= 1:
+        inner = _sequence_literals(list(value[2]), parser)
+        return inner if inner and "" not in inner else None
     return None

@@ -8,7 +8,7 @@ import asyncio
 import os
 import uuid
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from aiohttp import web

@@ -128,15 +128,15 @@ def test_eval_set_red_recall_and_false_alarms(detector: UrgencyDetector) -> None
 
 
 def test_the_pattern_prefilter_changes_no_result(detector: UrgencyDetector) -> None:
-    """detect() runs a rule's patterns only when the text holds a character they can start
-    with; with every pattern rule forced to run, every result is the same."""
+    """detect() runs a rule's patterns only when the text holds a string every match of
+    them contains; with every pattern rule forced to run, every result is the same."""
     texts = [text for text, _ in CASES]
     for name in ("routing_eval.csv", "routing_holdout.csv"):
         with open(EVAL_CSV.parent / name, encoding="utf-8") as fh:
             texts += [row["text"] for row in csv.DictReader(fh)]
     prefiltered = [detector.detect(text) for text in texts]
     brute = UrgencyDetector.load(CONFIG_DIR / "urgency.toml")
-    brute._patterns_by_first = {}
+    brute._hints_by_opening, brute._hints_by_char = {}, {}
     brute._patterns_always = {n for n, rule in enumerate(brute.rules) if rule.patterns}
     assert len(brute._patterns_always) >= 20
     assert [brute.detect(text) for text in texts] == prefiltered

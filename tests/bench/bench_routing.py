@@ -27,7 +27,11 @@ from bot.settings import CONFIG_DIR
 from nlp.gazetteer import Gazetteer
 from nlp.geo import GridLocator
 from nlp.router import Router
-router = Router.from_config(CONFIG_DIR, GridLocator([]), Gazetteer([]))
+import sys
+from pathlib import Path
+models = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+router = Router.from_config(CONFIG_DIR, GridLocator([]), Gazetteer([]), model_dir=models)
+assert (router.model is not None) == (models is not None)
 router.route("小区电梯坏了")
 print(time.perf_counter() - started)
 """
@@ -44,40 +48,72 @@ def texts() -> list[str]:
         return [e for c in tomllib.load(fh)["category"] for e in c.get("examples", [])]
 
 
-def rate(fn, items: list[str], repeat: int) -> float:  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
+def rates(fns, items: list[str], repeat: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """Texts/s of each function, best pass of `repeat`; passes alternate between the
+    functions so a slow spell of the machine hits them alike."""
+    best = [0.0] * len(fns)
     for _ in range(repeat):
-        for text in items:
-            fn(text)
-    return repeat * len(items) / (time.perf_counter() - started)
+        for i, fn in enumerate(fns):
+            started = time.perf_counter()
+            for text in items:
+                fn(text)
+            best[i] = max(best[i], len(items) / (time.perf_counter() - started))
+    return best
+
+
+def demo_places():  # type: ignore[no-untyped-def]
+    """The demo grids' polygons and gazetteer (config/demo/areas.toml), as served."""
+    import tomllib
+
+    from nlp.gazetteer import Gazetteer
+    from nlp.geo import GridLocator
+
+    with open(ROOT / "config" / "demo" / "areas.toml", "rb") as fh:
+        areas = [a for a in tomllib.load(fh)["area"] if a["level"] == "grid"]
+    locator = GridLocator([(a["code"], a["name"], a["polygon"]) for a in areas])
+    gazetteer = Gazetteer([(place, a["code"]) for a in areas for place in a.get("places", [])])
+    return locator, gazetteer
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
 
     from bot.settings import CONFIG_DIR
-    from nlp.gazetteer import Gazetteer
-    from nlp.geo import GridLocator
     from nlp.router import Router
 
-    router = Router.from_config(CONFIG_DIR, GridLocator([]), Gazetteer([]))
+    from nlp.learned import LearnedModel, read_examples, taxonomy_seed
+
+    locator, gazetteer = demo_places()
+    router = Router.from_config(CONFIG_DIR, locator, gazetteer)
     tokenizer = router.tagger.tokenizer
     items = texts()
-    tokenizer.lcut(items[0])  # warm both
-    router.route(items[0])
-    lcut = rate(tokenizer.lcut, items, args.repeat)
-    routed = rate(router.route, items, args.repeat)
     chars = sum(len(t) for t in items) / len(items)
-    print(f"{len(items)} texts, mean {chars:.0f} characters, {args.repeat} passes, one core")
-    print(f"plain jieba.lcut (same tokenizer + user dict)  {lcut:>9.0f} texts/s")
-    print(f"minyi routing (category, urgency, place, type) {routed:>9.0f} texts/s  = {lcut / routed:.2f}x the cost of lcut")
-    runs = []
-    for _ in range(3):
-        out = subprocess.run([sys.executable, "-c", STARTUP], cwd=ROOT, capture_output=True, text=True, check=True)
-        runs.append(float(out.stdout.strip().splitlines()[-1]))
-    print(f"router start-up, fresh process, jieba cache warm: best {min(runs):.2f} s, worst {max(runs):.2f} s")
+    print(f"{len(items)} texts, mean {chars:.0f} characters, best of {args.repeat} passes, one core")
+    train_texts, labels = read_examples(ROOT / "tests" / "data" / "routing_eval.csv")
+    model = LearnedModel.train(train_texts, labels, tokenizer, seed=taxonomy_seed(router.taxonomy, labels))
+    print(f"model: {len(train_texts)} labelled reports + {model.meta['n_seed']} taxonomy seeds, "
+          f"{model.meta['n_features']} features")
+    for name, with_model in (("keywords only", None), ("with the learned model", model)):
+        router.set_model(with_model)
+        tokenizer.lcut(items[0])  # warm both
+        router.route(items[0])
+        lcut, routed = rates([tokenizer.lcut, router.route], items, args.repeat)
+        print(f"  {name}: plain jieba.lcut {lcut:>7.0f} texts/s; minyi routing (category, urgency, grid, "
+              f"type, tags) {routed:>7.0f} texts/s = {lcut / routed:.2f}x the cost of lcut")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp))
+        for name, argv in (("keywords only", []), ("with the learned model", [tmp])):
+            runs = []
+            for _ in range(3):
+                out = subprocess.run([sys.executable, "-c", STARTUP, *argv], cwd=ROOT, capture_output=True,
+                                     text=True, check=True)
+                runs.append(float(out.stdout.strip().splitlines()[-1]))
+            print(f"router start-up, fresh process, jieba cache warm, {name}: "
+                  f"best {min(runs):.2f} s, worst {max(runs):.2f} s")
 
 
 if __name__ == "__main__":
