@@ -313,19 +313,27 @@ def _pad(text: str, width: int, right: bool = False) -> str:
 def cmd_router_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from nlp.gazetteer import Gazetteer
     from nlp.geo import GridLocator
-    from nlp.learned import Prediction, cross_validate
+    from nlp.learned import Prediction, cross_validate, evaluate_on
     from nlp.router import Router
 
     data = _read_training_csv(args.data)
     if data is None:
         return 1
     texts, labels = data
+    test = _read_training_csv(args.test) if args.test else None
+    if args.test and test is None:
+        return 1
     router = Router.from_config(settings.config_dir, GridLocator([]), Gazetteer([]),
                                 settings.routing.confidence_threshold)
     tagger = router.tagger
     seed = _seed(args, tagger.taxonomy, labels)
-    print(f"评估 {args.data}：{len(texts)} 条样本，{len(set(labels))} 个标签，{args.folds} 折分层交叉验证"
-          + (f"；每折训练另加分类表种子 {len(seed[0])} 条" if seed else ""), flush=True)
+    with_seed = f"另加分类表种子 {len(seed[0])} 条" if seed else ""
+    if test is None:
+        print(f"评估 {args.data}：{len(texts)} 条样本，{len(set(labels))} 个标签，{args.folds} 折分层交叉验证"
+              + (f"；每折训练{with_seed}" if seed else ""), flush=True)
+    else:
+        print(f"用 {args.data} 的 {len(texts)} 条样本{('，' + with_seed) if seed else ''}训练，"
+              f"在 {args.test} 的 {len(test[0])} 条样本上测试", flush=True)
 
     def progress(message: str) -> None:
         print(message, flush=True)
@@ -334,13 +342,20 @@ def cmd_router_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         """What the router decides from the rules and this fold's model."""
         return router.combine(tagger.tag(text), prediction.label, prediction.confidence)[0]
 
-    result = cross_validate(texts, labels, args.folds, tagger.tokenizer,
-                            baseline=lambda text: tagger.tag(text).category, progress=progress,
-                            seed=seed, combine=combined if seed is not None else None)
+    def keywords(text: str) -> str:
+        return tagger.tag(text).category
+
+    combine = combined if seed is not None else None
+    if test is not None:
+        result = evaluate_on((texts, labels), test, tagger.tokenizer, keywords, seed, combine)
+        labels = test[1]
+    else:
+        result = cross_validate(texts, labels, args.folds, tagger.tokenizer, baseline=keywords,
+                                progress=progress, seed=seed, combine=combine)
     if result is None:
         print("样本太少，无法分层交叉验证（每个标签至少 2 条，且至少 2 个标签）", file=sys.stderr)
         return 1
-    if result["folds"] != args.folds:
+    if test is None and result["folds"] != args.folds:
         print(f"注意：最多的标签只有 {result['folds']} 条样本，折数降为 {result['folds']}")
     keyword = result["baseline"]
     print()
@@ -441,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "的准确率、宏平均 F1，以及 F1 最低的 5 个类别。不保存模型。")
     evaluate.add_argument("--data", required=True, metavar="CSV", help="评估数据 CSV（text,label）")
     evaluate.add_argument("--folds", type=int, default=5, help="折数（默认 5）")
+    evaluate.add_argument("--test", metavar="CSV",
+                          help="另一份测试集：用 --data 全部样本训练一次，在它上面评估（代替交叉验证）")
     evaluate.add_argument("--no-seed", action="store_true", help="学习模型只用各折的训练样本，不加分类表种子")
     evaluate.set_defaults(func=cmd_router_evaluate)
 
