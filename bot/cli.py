@@ -301,6 +301,22 @@ def cmd_router_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_router_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.retrain import retrain
+    from bot.ticket_cli import with_services
+
+    async def run(services: Any) -> Any:
+        return await retrain(services, min_examples=args.min_examples)
+
+    print("收集工单标签并训练…", flush=True)
+    result = asyncio.run(with_services(settings, run))
+    if result.trained:
+        print(f"已训练新模型：{result.path}（{result.n_examples} 条工单样本）")
+    else:
+        print(f"未训练：{result.reason}")
+    return 0
+
+
 def _pad(text: str, width: int, right: bool = False) -> str:
     """Pad to a display width (a CJK character takes two columns)."""
     import unicodedata
@@ -441,7 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        "grid、keywords（命中的分类关键词）、tags（TF-IDF 关键词）、confidence。数据目录中有训练好的模型时自动使用。")
     route.set_defaults(func=cmd_route)
 
-    router = sub.add_parser("router", help="学习型分类模型：训练、评估（模型保存在数据目录 models/）")
+    from bot.settings import CONFIG_DIR
+    from bot.ticket_cli import add_ticket_commands
+    from bot.workflow import Workflow
+
+    workflow = Workflow.load(CONFIG_DIR / "workflow.toml")  # for the help text; `act` checks the configured one
+    add_ticket_commands(sub, {action: t.label for action, t in workflow.transitions.items()})
+
+    router = sub.add_parser("router", help="学习型分类模型：训练、评估、按工单重新训练（模型保存在数据目录 models/）")
     router_sub = router.add_subparsers(dest="router_command", required=True, metavar="子命令")
     train = router_sub.add_parser("train", help="用带标签的诉求训练新版本模型",
                                   description="读取 CSV（text,label 两列，标签可以是任意标签集），训练 TF-IDF（jieba 词 + "
@@ -460,6 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="另一份测试集：用 --data 全部样本训练一次，在它上面评估（代替交叉验证）")
     evaluate.add_argument("--no-seed", action="store_true", help="学习模型只用各折的训练样本，不加分类表种子")
     evaluate.set_defaults(func=cmd_router_evaluate)
+    retrain = router_sub.add_parser("retrain", help="现在就用工单数据重新训练（与每晚的定时任务相同）",
+                                    description="从已办结工单和工作人员改派（改分类）的工单收集标签，加上分类表种子训练新版本；"
+                                                "样本与当前模型相同则沿用。运行中的服务一分钟内换用新模型。")
+    retrain.add_argument("--min-examples", type=int, help="至少多少条工单样本才训练（默认取配置 routing.retrain_min_examples）")
+    retrain.set_defaults(func=cmd_router_retrain)
 
     config = sub.add_parser("config", help="配置")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="子命令")

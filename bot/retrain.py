@@ -1,8 +1,9 @@
 """Nightly retraining of the learned router from what staff decided.
 
 Labels come from the database: a ticket in a closed state (resolved / rated / archived)
-gives (description, category); a `recategorize` event on it, whose note holds the new
-category code, overrides that category (the latest one wins). With at least
+gives (description, category); a staff re-route (a `recategorize` event, see bot.desk,
+whose note ends with the new category code) gives (description, new category) at once,
+open or closed, and overrides the category (the latest one wins). With at least
 `[routing] retrain_min_examples` examples a new model version is trained in a thread,
 saved under `<data dir>/models/` and put to use by this worker's router.
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from bot.desk import RECATEGORIZE
 from bot.services import Services
 from nlp.learned import LearnedModel, current_path, load_current, taxonomy_seed
 from nlp.taxonomy import Taxonomy
@@ -33,7 +35,6 @@ from storage.models import Ticket, TicketEvent
 log = logging.getLogger(__name__)
 
 CLOSED_STATES = ("resolved", "rated", "archived")
-RECATEGORIZE = "recategorize"
 CV_FOLDS = 5
 _CODE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -59,16 +60,17 @@ def category_in_note(note: str | None, taxonomy: Taxonomy) -> str | None:
 
 
 async def collect_examples(db: Database, taxonomy: Taxonomy) -> tuple[list[str], list[str]]:
-    """(texts, labels) from closed tickets, with staff re-categorisations applied."""
+    """(texts, labels) from closed and re-routed tickets, staff re-categorisations applied."""
     async with db.session() as s:
-        tickets = (await s.exec(
-            select(Ticket.id, Ticket.description, Ticket.category)
-            .where(col(Ticket.status).in_(CLOSED_STATES)).order_by(col(Ticket.id)))).all()
         events = (await s.exec(
             select(TicketEvent.ticket_id, TicketEvent.note)
-            .join(Ticket, col(Ticket.id) == col(TicketEvent.ticket_id))
-            .where(TicketEvent.action == RECATEGORIZE, col(Ticket.status).in_(CLOSED_STATES))
+            .where(TicketEvent.action == RECATEGORIZE)
             .order_by(col(TicketEvent.at), col(TicketEvent.id)))).all()
+        rerouted = {ticket_id for ticket_id, _ in events}
+        tickets = (await s.exec(
+            select(Ticket.id, Ticket.description, Ticket.category)
+            .where(col(Ticket.status).in_(CLOSED_STATES) | col(Ticket.id).in_(rerouted))
+            .order_by(col(Ticket.id)))).all()
     override: dict[int, str] = {}
     for ticket_id, note in events:
         code = category_in_note(note, taxonomy)
@@ -120,7 +122,7 @@ async def retrain(services: Services, min_examples: int | None = None,
     texts, labels = await collect_examples(services.db, router.taxonomy)
     if len(texts) < max(minimum, 1):
         return RetrainResult(False, len(texts), None, f"样本不足（{len(texts)} < {minimum}）")
-    if len(set(labels)) < 2:
+    if len(set(labels)) < 2 and taxonomy_seed(router.taxonomy, labels) is None:
         return RetrainResult(False, len(texts), None, "只有一个类别，无法训练")
     model, trained = await asyncio.to_thread(_train_locked, settings.models_dir, texts, labels,
                                              router.tagger.tokenizer, cv_folds, router.taxonomy)
@@ -140,3 +142,27 @@ async def retrain_job(services: Services) -> None:
         return
     if not result.trained:
         log.info("routing model not retrained: %s", result.reason)
+
+
+async def reload_if_changed(services: Services) -> bool:
+    """Use the model `current` names when it is not the one in use: a model another
+    worker retrained, or one `minyi router train` / `minyi router retrain` saved. A
+    scheduled job runs this every minute, so every worker follows within a minute."""
+    router = services.router
+    path = current_path(services.settings.models_dir)
+    in_use = router.model.path if router.model is not None else None
+    if path is None or path == in_use:
+        return False
+    model = await asyncio.to_thread(load_current, services.settings.models_dir, router.tagger.tokenizer)
+    if model is None or model.path == in_use:
+        return False
+    router.set_model(model)
+    log.info("routing model now %s", model.path)
+    return True
+
+
+async def reload_job(services: Services) -> None:
+    try:
+        await reload_if_changed(services)
+    except Exception:
+        log.exception("checking for a new routing model failed")

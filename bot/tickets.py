@@ -232,7 +232,7 @@ async def create_ticket(services: Services, session: AsyncSession, new: NewTicke
                        "note": f"与工单 {duplicate_of.number} 反映的是同一问题，已关联，由该工单一并办理"})
     await connection.execute(_INSERT_EVENTS, events)
     if duplicate_of is None or routing.urgency == "特急":  # a red warning is never held back
-        await insert_rows(connection, _notify_staff(services, ticket))
+        await insert_rows(connection, notify_staff(services, ticket))
     # Attachments are rare and need their ids for the media download: ORM objects.
     attachments = [Attachment(ticket_id=ticket_id, kind=item.kind, media_id=item.media_id, url=item.url,
                               label=item.label, lat=item.lat, lng=item.lng, created_at=now) for item in new.evidence]
@@ -248,7 +248,7 @@ def _routing_note(services: Services, routing: Routing) -> str:
             f"关键词：{words}）；紧急程度：{routing.urgency}")
 
 
-def _notify_staff(services: Services, ticket: Ticket) -> list[dict]:
+def notify_staff(services: Services, ticket: Ticket) -> list[dict]:
     """New-ticket notice to the grid worker and department liaison; 特急 also goes
     straight to the district duty staff as a red warning (红色预警, 直报).
     Returns the outbox rows, for create_ticket to insert in one go."""

@@ -64,19 +64,18 @@ Examples = tuple[list[str], list[str]]
 
 
 def taxonomy_seed(taxonomy: Any, labels: Sequence[str]) -> Examples | None:
-    """What the taxonomy already knows, as training examples: each category's example
+    """What the taxonomy already knows, as training examples: every category's example
     sentences, and each of its keywords and synonyms as a one-word document. Mixed into
     every training run whose labels are category codes, so a model starts from the
     rules' knowledge and staff labels refine it (with ~7 labelled reports a category the
-    model alone scored macro-F1 0.37; seeded, 0.83). Only the categories the labels use
-    are seeded; None for any other label set."""
+    model alone scored macro-F1 0.37; seeded, 0.83), and a model retrained from a few
+    dozen tickets still knows every category. None for any other label set."""
     codes = set(labels)
     if not codes or not codes <= set(taxonomy.categories):
         return None
     texts: list[str] = []
     seeded: list[str] = []
-    for code in sorted(codes):
-        category = taxonomy.categories[code]
+    for code, category in sorted(taxonomy.categories.items()):
         for text in (*category.examples, *category.keywords):
             texts.append(text)
             seeded.append(code)
@@ -138,12 +137,13 @@ class LearnedModel:
         if len(texts) != len(labels) or not texts:
             raise ValueError("没有训练样本")
         counts = Counter(labels)
-        if len(counts) < 2:
+        seed_texts, seed_labels = seed or ([], [])
+        if len(counts.keys() | set(seed_labels)) < 2:
             raise ValueError("至少需要两个不同的标签")
         say = progress or (lambda _msg: None)
         meta: dict[str, Any] = {
             "format": FORMAT_VERSION,
-            "labels": sorted(counts),
+            "labels": sorted(counts.keys() | set(seed_labels)),
             "counts": dict(sorted(counts.items())),
             "n_examples": len(texts),
             "source": source,
@@ -155,7 +155,6 @@ class LearnedModel:
                 meta["cv_folds"] = scores["folds"]
                 meta["cv_accuracy"] = scores["accuracy"]
                 meta["cv_macro_f1"] = scores["macro_f1"]
-        seed_texts, seed_labels = seed or ([], [])
         meta["n_seed"] = len(seed_texts)
         extra = f"，另加分类表种子 {len(seed_texts)} 条" if seed_texts else ""
         say(f"训练：{len(texts)} 条样本，{len(counts)} 个标签{extra}…")
