@@ -356,7 +356,8 @@ def cmd_router_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     def combined(text: str, prediction: Prediction) -> str:
         """What the router decides from the rules and this fold's model."""
-        return router.combine(tagger.tag(text), prediction.label, prediction.confidence)[0]
+        danger = router.urgency.detect(text).level == router.urgency.order[-1]
+        return router.combine(tagger.tag(text), prediction.label, prediction.confidence, danger)[0]
 
     def keywords(text: str) -> str:
         return tagger.tag(text).category

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from nlp.learned import LearnedModel
 
 DEFAULT_THRESHOLD = 0.35
-# Keyword rules beat the learned model on explicit danger: a confident keyword match on a
-# category whose default urgency is the highest level keeps that category.
+# Keyword rules beat the learned model on explicit danger: when the urgency rules find a
+# danger word or pattern of the highest level (特急), a confident keyword match keeps its category.
 DANGER_CONFIDENCE = 0.8
 # Joint dispatch: the runner-up keyword category must score at least this share of the best.
 JOINT_RATIO = 0.6
@@ -112,7 +112,8 @@ class Router:
         if model is not None:
             prediction = model.predict(text, tokens)
             label, model_confidence = prediction.label, prediction.confidence
-            code, confidence, decided_by = self.combine(tagging, prediction.label, prediction.confidence)
+            danger = urgency.level == self.urgency.order[-1]
+            code, confidence, decided_by = self.combine(tagging, prediction.label, prediction.confidence, danger)
             if code != tagging.category:
                 keywords = self._keywords_for(code, text)
         category = self.taxonomy.categories[code]
@@ -148,20 +149,20 @@ class Router:
             tags=self.tagger.tfidf_keywords(tokens),
         )
 
-    def combine(self, tagging: Tagging, label: str, probability: float) -> tuple[str, float, str]:
+    def combine(self, tagging: Tagging, label: str, probability: float,
+                danger: bool = False) -> tuple[str, float, str]:
         """The category, its confidence and what decided it, from keywords and the model.
 
         The model's label is the category when it is a category code, except that
-        - a confident keyword match (≥ DANGER_CONFIDENCE) on a category whose default
-          urgency is the highest level (命案, 轻生 …) stays: rules win on explicit danger;
+        - with `danger` (the urgency rules found a 特急 danger word or pattern in the text),
+          a confident keyword match (≥ DANGER_CONFIDENCE) stays: rules win on explicit danger;
         - an unsure model (below the threshold) does not overturn a sure keyword match.
         A label outside the taxonomy (another label set) leaves the keyword category."""
-        keyword = self.taxonomy.categories[tagging.category]
         if label not in self.taxonomy.categories:
             return tagging.category, tagging.confidence, "keywords"
         if label == tagging.category:
             return label, max(tagging.confidence, probability), "keywords+model"
-        if (tagging.confidence >= DANGER_CONFIDENCE and keyword.urgency == self.urgency.order[-1]):
+        if danger and tagging.confidence >= DANGER_CONFIDENCE:
             return tagging.category, tagging.confidence, "keywords"
         if probability < self.threshold <= tagging.confidence:
             return tagging.category, tagging.confidence, "keywords"

@@ -209,9 +209,13 @@ def test_keyword_rules_win_on_explicit_danger(router):
     assert keyword.category == "mental_crisis" and keyword.confidence >= 0.8 and keyword.urgency == "特急"
     r = routed(router, StubModel("noise", 0.99), text)
     assert r.category == "mental_crisis" and r.urgency == "特急" and r.label == "noise"
-    # A danger word raises the urgency whatever category the model chose.
-    fire = routed(router, StubModel("noise", 0.99), "楼下着火了，好大的烟")
-    assert fire.category == "noise" and fire.urgency == "特急"
+    # Without a danger word the model's choice stands, even against confident keywords.
+    fumes = routed(router, StubModel("noise", 0.99), "楼下烧烤店油烟太大了熏得窗户都不敢开")
+    assert router.route("楼下烧烤店油烟太大了熏得窗户都不敢开").confidence >= 0.8
+    assert fumes.category == "noise" and fumes.decided_by == "model"
+    # A danger word raises the urgency whatever category is chosen.
+    fire = routed(router, StubModel("noise", 0.99), "着火了")
+    assert fire.urgency == "特急"
 
 
 def test_a_label_outside_the_taxonomy_leaves_the_keyword_category(router):

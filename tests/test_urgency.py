@@ -53,6 +53,7 @@ CASES: list[tuple[str, str]] = [
     ("几百个村民堵在镇政府门口讨说法", RED),
     ("商户们集体堵在市场门口不让拆", RED),
     ("工人们把厂门堵住了，要老板出来给说法", RED),               # 把 + gate + blocked
+    ("十几个人举着标语坐在镇政府大门口不肯走", RED),             # a sit-in at a gate
     ("电梯突然停了，我们三个人困在里面", RED),                    # trapped / buried
     ("工地围墙倒了，下面好像压着两个人", RED),
     ("地下室进水了，老人还在里面出不来", RED),
@@ -65,6 +66,7 @@ CASES: list[tuple[str, str]] = [
     # ---- not 特急
     ("不是火灾，就是楼道的灯坏了", "一般"),                        # negation
     ("没有人受伤，就是车被刮了", "一般"),
+    ("想找个心理咨询师聊聊，最近压力有点大", "一般"),              # counselling is not a crisis
     ("早上闻到糊味还以为着火了，原来是楼下烧烤", "一般"),          # mistaken belief
     ("门口的梧桐树被砍了好几棵，谁批准的", "一般"),                # trees, not people
     ("闻了半天也没有煤气味，就是灶打不着火", "一般"),
@@ -141,3 +143,26 @@ def test_the_pattern_prefilter_changes_no_result(detector: UrgencyDetector) -> N
     assert len(brute._patterns_always) >= 20
     assert [brute.detect(text) for text in texts] == prefiltered
     assert sum(result.level == RED for result in prefiltered) >= 60
+
+
+@pytest.mark.parametrize("name", ["routing_eval.csv", "routing_holdout.csv"])
+def test_red_warnings_through_minyi_route(name: str, data_dir, monkeypatch, capsys) -> None:
+    """The urgency `minyi route` decides (category default + rules), on both sets: every
+    特急 report raises one; at most 2 % of the others do. The held-out set was written
+    without sight of these rules (its first run found 20/23; see docs/routing.md)."""
+    import io
+    import json
+
+    from tests.conftest import run_main
+
+    with open(EVAL_CSV.parent / name, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(r["text"] + "\n" for r in rows)))
+    code, out = run_main(capsys, "route")
+    assert code == 0
+    urgencies = [json.loads(line)["urgency"] for line in out.splitlines()]
+    assert len(urgencies) == len(rows)
+    missed = [r["text"] for r, u in zip(rows, urgencies) if r["urgency"] == RED and u != RED]
+    alarms = [r["text"] for r, u in zip(rows, urgencies) if r["urgency"] != RED and u == RED]
+    assert missed == []
+    assert len(alarms) <= 0.02 * sum(r["urgency"] != RED for r in rows), alarms
