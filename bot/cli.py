@@ -225,7 +225,7 @@ def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
             "text": text, "category": r.category, "label": r.label if r.label is not None else r.category,
             "department": r.department, "lead_department": r.lead_department, "joint": r.joint,
             "co_departments": list(r.co_departments), "urgency": r.urgency, "appeal_type": r.appeal_type,
-            "grid": r.area_code, "keywords": list(r.keywords), "tags": list(r.tags), "confidence": r.confidence,
+            "grid": r.area_code, "keywords": list(r.keywords), "tags": list(router.tags(r)), "confidence": r.confidence,
             "model_confidence": r.model_confidence, "decided_by": r.decided_by,
         }, ensure_ascii=False), flush=True)
     return 0

@@ -52,9 +52,9 @@ class Routing:
     # category scored close to the best one and was added to co_departments.
     lead_department: str = ""
     joint: bool = False
-    # The report's TF-IDF keywords (jieba), whatever the category: a summary for staff
-    # and the terms hot-topic detection groups by.
-    tags: tuple[str, ...] = ()
+    # The report's jieba tokens (the one pass): `Router.tags()` turns them into TF-IDF
+    # keywords on demand (staff summaries, hot topics), so routing itself does not pay for them.
+    tokens: tuple[str, ...] = ()
 
     @property
     def known_problem(self) -> bool:
@@ -146,7 +146,7 @@ class Router:
             decided_by=decided_by,
             lead_department=category.department,
             joint=joint,
-            tags=self.tagger.tfidf_keywords(tokens),
+            tokens=tuple(tokens),
         )
 
     def combine(self, tagging: Tagging, label: str, probability: float,
@@ -167,6 +167,10 @@ class Router:
         if probability < self.threshold <= tagging.confidence:
             return tagging.category, tagging.confidence, "keywords"
         return label, probability, "model"
+
+    def tags(self, routing: Routing, top: int = 5) -> tuple[str, ...]:
+        """The routed report's TF-IDF keywords (see KeywordTagger.tfidf_keywords)."""
+        return self.tagger.tfidf_keywords(list(routing.tokens), top)
 
     def _keywords_for(self, code: str, text: str) -> tuple[str, ...]:
         """The category's keywords found in the text (the explanation when the model chose it)."""

@@ -100,8 +100,8 @@ def main() -> None:
         tokenizer.lcut(items[0])  # warm both
         router.route(items[0])
         lcut, routed = rates([tokenizer.lcut, router.route], items, args.repeat)
-        print(f"  {name}: plain jieba.lcut {lcut:>7.0f} texts/s; minyi routing (category, urgency, grid, "
-              f"type, tags) {routed:>7.0f} texts/s = {lcut / routed:.2f}x the cost of lcut")
+        print(f"  {name}: plain jieba.lcut {lcut:>7.0f} texts/s; minyi routing (category, department, "
+              f"urgency, grid, type) {routed:>7.0f} texts/s = {lcut / routed:.2f}x the cost of lcut")
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
