@@ -77,6 +77,9 @@ async def act(services: Services, number: str, action: str, actor: str, note: st
             chosen = taxonomy.categories[category]
             ticket.category, ticket.department = category, chosen.department
             ticket.co_departments = list(chosen.co_departments)
+            # The deadlines follow the new category's SLA class, still counted from creation.
+            ticket.response_due_at, ticket.closure_due_at = services.sla.deadlines(
+                ticket.created_at, ticket.urgency, chosen.sla_class)
         relocated = bool(area_code and area_code != ticket.area_code)
         if relocated:
             events.append({"ticket_id": ticket.id, "at": now, "action": "relocate", "from_status": after,

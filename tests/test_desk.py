@@ -108,6 +108,21 @@ async def test_a_reroute_moves_the_ticket_and_tells_everyone(client, sender, new
     assert code == 0 and "recategorize" in out and "物业服务纠纷" in out and "幸福里第二网格" in out
 
 
+async def test_a_reroute_to_a_stricter_category_shortens_the_deadlines(client, sender, new_openid, cli_env,
+                                                                        capsys):
+    openid = await resident(sender, new_openid())
+    number = await report(sender, openid, "枫林小区楼下烧烤摊油烟太大，窗户都不敢开")
+    before = await ticket_by_number(client, number)
+    assert before.urgency == "一般"
+    code, _, err = await minyi(capsys, "ticket", "act", number, "dispatch", "--category", "gas_safety", "--by", "d-1")
+    assert code == 0, err
+    after = await ticket_by_number(client, number)
+    services = services_of(client)
+    expected = services.sla.deadlines(before.created_at, "一般", services.router.taxonomy.categories["gas_safety"].sla_class)
+    assert (after.response_due_at, after.closure_due_at) == expected
+    assert after.response_due_at < before.response_due_at and after.closure_due_at < before.closure_due_at
+
+
 async def test_the_closed_loop_and_its_timestamps(client, sender, new_openid, cli_env, capsys):
     openid = await resident(sender, new_openid())
     number = await report(sender, openid, "枫林小区楼下烧烤摊油烟太大，窗户都不敢开")
