@@ -11,6 +11,7 @@ nightly retraining (bot.retrain) reads those as labels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import insert
 from sqlmodel import col, select
@@ -69,39 +70,52 @@ async def act(services: Services, number: str, action: str, actor: str, note: st
             raise DeskError(f"工单 {number} 当前为「{workflow.label(before)}」，不能「{workflow.transitions[action].label}」") from None
         events = [{"ticket_id": ticket.id, "at": now, "action": action, "from_status": before, "to_status": after,
                    "actor": actor, "note": note}]
-        recategorized = bool(category and category != ticket.category)
-        if recategorized:
-            assert category is not None
-            events.append({"ticket_id": ticket.id, "at": now, "action": RECATEGORIZE, "from_status": after,
-                           "to_status": after, "actor": actor, "note": f"{ticket.category} → {category}"})
-            chosen = taxonomy.categories[category]
-            ticket.category, ticket.department = category, chosen.department
-            ticket.co_departments = list(chosen.co_departments)
-            # The deadlines follow the new category's SLA class, still counted from creation.
-            ticket.response_due_at, ticket.closure_due_at = services.sla.deadlines(
-                ticket.created_at, ticket.urgency, chosen.sla_class)
-        relocated = bool(area_code and area_code != ticket.area_code)
-        if relocated:
-            events.append({"ticket_id": ticket.id, "at": now, "action": "relocate", "from_status": after,
-                           "to_status": after, "actor": actor, "note": f"{ticket.area_code or '未定位'} → {area_code}"})
-            ticket.area_code = area_code
-        ticket.status, ticket.updated_at = after, now
-        stamp = STAMPS.get(after)
-        if stamp and getattr(ticket, stamp) is None:
-            setattr(ticket, stamp, now)
-        if not workflow.is_open(after) and ticket.closed_at is None:
-            ticket.closed_at = now
+        rerouted = _reroute(services, ticket, category, area_code, actor, now)
+        for event in rerouted:
+            events.append({**event, "from_status": after, "to_status": after})
+        _move(services, ticket, after, now)
         session.add(ticket)
         await session.flush()
         rows = notify_staff(services, ticket) if action == REROUTE_ACTION else []
-        if after != before or recategorized or relocated:
+        if after != before or rerouted:
             rows += await _resident_updates(services, session, ticket, after, note)
         connection = await session.connection()
         await connection.execute(insert(TicketEvent), events)
         await insert_rows(connection, rows)
     if rows:
         services.outbox.kick()
+    recategorized = any(e["action"] == RECATEGORIZE for e in rerouted)
     return Done(number, before, after, ticket.category, ticket.area_code, recategorized, len(rows))
+
+
+def _reroute(services: Services, ticket: Ticket, category: str | None, area_code: str | None, actor: str,
+             now: datetime) -> list[dict]:
+    """Change the ticket's category (department, co-departments, SLA deadlines counted
+    from creation) and grid; the audit events of what changed."""
+    events: list[dict] = []
+    if category and category != ticket.category:
+        events.append({"ticket_id": ticket.id, "at": now, "action": RECATEGORIZE, "actor": actor,
+                       "note": f"{ticket.category} → {category}"})
+        chosen = services.router.taxonomy.categories[category]
+        ticket.category, ticket.department = category, chosen.department
+        ticket.co_departments = list(chosen.co_departments)
+        ticket.response_due_at, ticket.closure_due_at = services.sla.deadlines(
+            ticket.created_at, ticket.urgency, chosen.sla_class)
+    if area_code and area_code != ticket.area_code:
+        events.append({"ticket_id": ticket.id, "at": now, "action": "relocate", "actor": actor,
+                       "note": f"{ticket.area_code or '未定位'} → {area_code}"})
+        ticket.area_code = area_code
+    return events
+
+
+def _move(services: Services, ticket: Ticket, status: str, now: datetime) -> None:
+    """The new status and the timestamps reaching it sets (accepted, resolved, closed)."""
+    ticket.status, ticket.updated_at = status, now
+    stamp = STAMPS.get(status)
+    if stamp and getattr(ticket, stamp) is None:
+        setattr(ticket, stamp, now)
+    if not services.workflow.is_open(status) and ticket.closed_at is None:
+        ticket.closed_at = now
 
 
 async def _resident_updates(services: Services, session, ticket: Ticket, status: str,  # type: ignore[no-untyped-def]
