@@ -280,11 +280,11 @@ def cmd_router_train(args: argparse.Namespace, settings: Settings) -> int:
     texts, labels = data
     counts = Counter(labels)
     print(f"读取 {args.data}：{len(texts)} 条样本，{len(counts)} 个标签", flush=True)
-    if len(counts) < 2:
-        print("至少需要两个不同的标签才能训练", file=sys.stderr)
-        return 1
     tagger = _keyword_tagger(settings)
     seed = _seed(args, tagger.taxonomy, labels)
+    if len(counts) < 2 and seed is None:  # the seed brings every category's examples
+        print("至少需要两个不同的标签才能训练", file=sys.stderr)
+        return 1
 
     def progress(message: str) -> None:
         print(message, flush=True)
@@ -362,7 +362,7 @@ def cmd_router_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     def keywords(text: str) -> str:
         return tagger.tag(text).category
 
-    combine = combined if seed is not None else None
+    combine = combined
     if test is not None:
         result = evaluate_on((texts, labels), test, tagger.tokenizer, keywords, seed, combine)
         labels = test[1]
@@ -462,8 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.ticket_cli import add_ticket_commands
     from bot.workflow import Workflow
 
-    workflow = Workflow.load(CONFIG_DIR / "workflow.toml")  # for the help text; `act` checks the configured one
-    add_ticket_commands(sub, {action: t.label for action, t in workflow.transitions.items()})
+    try:  # the actions for the help text; `act` checks the configured workflow itself
+        actions = {action: t.label for action, t in Workflow.load(CONFIG_DIR / "workflow.toml").transitions.items()}
+    except (OSError, ValueError, KeyError):
+        actions = {}
+    add_ticket_commands(sub, actions)
 
     router = sub.add_parser("router", help="学习型分类模型：训练、评估、按工单重新训练（模型保存在数据目录 models/）")
     router_sub = router.add_subparsers(dest="router_command", required=True, metavar="子命令")
@@ -475,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--folds", type=int, default=5, help="先做 N 折交叉验证并记入模型元数据（0 = 不做，默认 5）")
     train.add_argument("--no-seed", action="store_true", help="不加分类表种子样本（只用 CSV 中的样本）")
     train.set_defaults(func=cmd_router_train)
-    evaluate = router_sub.add_parser("evaluate", help="分层 k 折交叉验证：关键词规则与学习模型对比",
+    evaluate = router_sub.add_parser("evaluate", help="评估：关键词规则、学习模型、两者结合（k 折交叉验证，或 --test 另一测试集）",
                                      description="输出关键词规则（标签 = 分类代码）、学习模型和两者结合（路由实际的决定）"
                                                  "的准确率、宏平均 F1，以及 F1 最低的 5 个类别。不保存模型。")
     evaluate.add_argument("--data", required=True, metavar="CSV", help="评估数据 CSV（text,label）")

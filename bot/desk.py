@@ -27,6 +27,8 @@ RECATEGORIZE = "recategorize"
 REROUTE_ACTION = "dispatch"
 # When a ticket reaches one of these states, the matching timestamp is set (once).
 STAMPS = {"accepted": "accepted_at", "resolved": "resolved_at"}
+# States whose arrival queues the ticket with someone new (bot.tickets.notify_staff).
+NOTIFY_ON = ("triage", "dispatched")
 
 
 class DeskError(ValueError):
@@ -76,7 +78,10 @@ async def act(services: Services, number: str, action: str, actor: str, note: st
         _move(services, ticket, after, now)
         session.add(ticket)
         await session.flush()
-        rows = notify_staff(services, ticket) if action == REROUTE_ACTION else []
+        # Whoever must now act is told: dispatchers when it lands in triage, the grid and
+        # department when it is (re)dispatched somewhere new or reopened.
+        queued_anew = after in NOTIFY_ON and (after != before or bool(rerouted))
+        rows = notify_staff(services, ticket) if queued_anew else []
         if after != before or rerouted:
             rows += await _resident_updates(services, session, ticket, after, note)
         connection = await session.connection()
@@ -99,6 +104,11 @@ def _reroute(services: Services, ticket: Ticket, category: str | None, area_code
         chosen = services.router.taxonomy.categories[category]
         ticket.category, ticket.department = category, chosen.department
         ticket.co_departments = list(chosen.co_departments)
+        # Urgency as routing would give it with this category: the category's default,
+        # raised by danger words in the report; the deadlines follow, counted from creation.
+        urgency = services.router.urgency
+        detected = urgency.detect(ticket.description).level
+        ticket.urgency = max(chosen.urgency, detected, key=urgency.rank)
         ticket.response_due_at, ticket.closure_due_at = services.sla.deadlines(
             ticket.created_at, ticket.urgency, chosen.sla_class)
     if area_code and area_code != ticket.area_code:
@@ -114,7 +124,9 @@ def _move(services: Services, ticket: Ticket, status: str, now: datetime) -> Non
     stamp = STAMPS.get(status)
     if stamp and getattr(ticket, stamp) is None:
         setattr(ticket, stamp, now)
-    if not services.workflow.is_open(status) and ticket.closed_at is None:
+    if services.workflow.is_open(status):
+        ticket.closed_at = None  # reopened
+    elif ticket.closed_at is None:
         ticket.closed_at = now
 
 

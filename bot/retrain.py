@@ -27,7 +27,7 @@ from sqlmodel import col, select
 
 from bot.desk import RECATEGORIZE
 from bot.services import Services
-from nlp.learned import LearnedModel, current_path, load_current, taxonomy_seed
+from nlp.learned import FORMAT_VERSION, Examples, LearnedModel, current_path, load_current, taxonomy_seed
 from nlp.taxonomy import Taxonomy
 from storage.db import Database
 from storage.models import Ticket, TicketEvent
@@ -66,7 +66,7 @@ async def collect_examples(db: Database, taxonomy: Taxonomy) -> tuple[list[str],
             select(TicketEvent.ticket_id, TicketEvent.note)
             .where(TicketEvent.action == RECATEGORIZE)
             .order_by(col(TicketEvent.at), col(TicketEvent.id)))).all()
-        rerouted = {ticket_id for ticket_id, _ in events}
+        rerouted = select(TicketEvent.ticket_id).where(TicketEvent.action == RECATEGORIZE)
         tickets = (await s.exec(
             select(Ticket.id, Ticket.description, Ticket.category)
             .where(col(Ticket.status).in_(CLOSED_STATES) | col(Ticket.id).in_(rerouted))
@@ -85,10 +85,14 @@ async def collect_examples(db: Database, taxonomy: Taxonomy) -> tuple[list[str],
     return texts, labels
 
 
-def digest(texts: list[str], labels: list[str]) -> str:
-    h = hashlib.sha256()
+def digest(texts: list[str], labels: list[str], seed: Examples | None = None) -> str:
+    """What a model is trained from: the ticket labels, the taxonomy seed (a keyword edit
+    must retrain) and the model format (so must a change of features)."""
+    h = hashlib.sha256(f"format {FORMAT_VERSION}\n".encode())
     for text, label in sorted(zip(texts, labels)):
         h.update(f"{label}\t{text}\n".encode())
+    for text, label in zip(*(seed or ([], []))):
+        h.update(f"seed\t{label}\t{text}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -97,7 +101,8 @@ def _train_locked(models_dir: Path, texts: list[str], labels: list[str], tokeniz
     """Train and save under the models-dir lock; (model, trained) — not trained when the
     current model already holds exactly these examples."""
     models_dir.mkdir(parents=True, exist_ok=True)
-    data_digest = digest(texts, labels)
+    seed = taxonomy_seed(taxonomy, labels)
+    data_digest = digest(texts, labels, seed)
     with open(models_dir / ".retrain.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -105,7 +110,7 @@ def _train_locked(models_dir: Path, texts: list[str], labels: list[str], tokeniz
             if current is not None and current.meta.get("digest") == data_digest:
                 return current, False
             model = LearnedModel.train(texts, labels, tokenizer, cv_folds=cv_folds, source="tickets",
-                                       seed=taxonomy_seed(taxonomy, labels))
+                                       seed=seed)
             model.meta["digest"] = data_digest
             model.save(models_dir)
             return model, True
@@ -144,25 +149,34 @@ async def retrain_job(services: Services) -> None:
         log.info("routing model not retrained: %s", result.reason)
 
 
-async def reload_if_changed(services: Services) -> bool:
+class ModelWatch:
     """Use the model `current` names when it is not the one in use: a model another
-    worker retrained, or one `minyi router train` / `minyi router retrain` saved. A
-    scheduled job runs this every minute, so every worker follows within a minute."""
-    router = services.router
-    path = current_path(services.settings.models_dir)
-    in_use = router.model.path if router.model is not None else None
-    if path is None or path == in_use:
-        return False
-    model = await asyncio.to_thread(load_current, services.settings.models_dir, router.tagger.tokenizer)
-    if model is None or model.path == in_use:
-        return False
-    router.set_model(model)
-    log.info("routing model now %s", model.path)
-    return True
+    worker retrained, or one `minyi router train` / `minyi router retrain` saved. The
+    scheduler runs `check` every minute, so every worker follows within a minute."""
 
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.unreadable: Path | None = None  # a `current` that failed to load (logged once)
 
-async def reload_job(services: Services) -> None:
-    try:
-        await reload_if_changed(services)
-    except Exception:
-        log.exception("checking for a new routing model failed")
+    async def check(self) -> bool:
+        router, models_dir = self.services.router, self.services.settings.models_dir
+        path = current_path(models_dir)
+        in_use = router.model.path if router.model is not None else None
+        if path is None or path == in_use or path == self.unreadable:
+            return False
+        model = await asyncio.to_thread(load_current, models_dir, router.tagger.tokenizer)
+        if model is None:
+            self.unreadable = path
+            return False
+        in_use = router.model.path if router.model is not None else None
+        if model.path == in_use or model.path != current_path(models_dir):
+            return False  # another job set a model meanwhile, or `current` moved on: next minute
+        router.set_model(model)
+        log.info("routing model now %s", model.path)
+        return True
+
+    async def job(self) -> None:
+        try:
+            await self.check()
+        except Exception:
+            log.exception("checking for a new routing model failed")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.retrain import reload_job, retrain_job
+from bot.retrain import ModelWatch, retrain_job
 from bot.services import Services
 
 OUTBOX_SWEEP_SECONDS = 30
@@ -23,7 +23,7 @@ def start_scheduler(services: Services) -> AsyncIOScheduler:
     scheduler.add_job(retrain_job, "cron", args=[services], hour=services.settings.routing.retrain_cron_hour,
                       minute=0, id=RETRAIN_JOB, max_instances=1, coalesce=True, misfire_grace_time=3600)
     # Every minute: pick up a model saved by another worker or by the CLI.
-    scheduler.add_job(reload_job, "interval", args=[services], seconds=MODEL_WATCH_SECONDS, id=MODEL_WATCH_JOB,
+    scheduler.add_job(ModelWatch(services).job, "interval", seconds=MODEL_WATCH_SECONDS, id=MODEL_WATCH_JOB,
                       max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler

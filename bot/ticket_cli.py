@@ -11,6 +11,8 @@ from typing import Any, Awaitable, Callable, TypeVar
 from bot.settings import Settings
 
 T = TypeVar("T")
+# Audit events that are not workflow transitions, by their Chinese names.
+EVENT_NAMES = {"create": "提交", "recategorize": "改分类", "relocate": "改网格"}
 
 
 async def with_services(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
@@ -75,9 +77,12 @@ def cmd_ticket_show(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  部门：{taxonomy.department_name(ticket.department) or '-'}；"
               f"网格：{services.areas.full_name(ticket.area_code) or '未定位'}")
         print(f"  内容：{ticket.description}")
+        workflow = services.workflow
+        names = {**EVENT_NAMES, **{a: t.label for a, t in workflow.transitions.items()}}
         for e in events:
-            move = f"{e.from_status or ''}→{e.to_status}" if e.to_status else ""
-            print(f"  {format_local(e.at)}  {e.action} {move}  {e.actor}  {e.note or ''}")
+            move = f"{workflow.label(e.from_status) if e.from_status else ''}→{workflow.label(e.to_status)}" \
+                if e.to_status and e.to_status != e.from_status else ""
+            print(f"  {format_local(e.at)}  {names.get(e.action, e.action)} {move}  {e.actor}  {e.note or ''}")
         return 0
 
     return asyncio.run(with_services(settings, run))

@@ -1,4 +1,4 @@
-"""The learned router: TF-IDF over jieba words and character 1–3-grams + a linear model.
+"""The learned router: TF-IDF over jieba words and character 1–2-grams + a linear model.
 
 Trained from labelled examples (CSV `text,label`, any label set: staff re-routings and
 closed tickets give category codes). Versions live in `<data dir>/models/`:

@@ -230,22 +230,33 @@ def _required_literals(pattern: str) -> frozenset[str] | None:
     be told simply (then the pattern is always tried). From the parsed pattern's
     top-level items that must match (not optional), each turned into the literal strings
     it can match when it is made only of literals, classes of literals, groups and
-    alternations of those; runs of such items are joined. The most selective set wins:
-    longest shortest string, then fewest strings."""
+    alternations of those; runs of such items are joined. A repeat contributes the
+    strings of one repetition, which join the run on their left and start a new run
+    (a longer repeat separates what stood before it from what follows). The most
+    selective set wins: longest shortest string, then fewest strings. Flags (?i) etc.
+    make it give up."""
     try:
         from re import _parser  # type: ignore[attr-defined]
 
-        items = list(_parser.parse(pattern))
+        parsed = _parser.parse(pattern)
+        if parsed.state.flags & ~(_parser.SRE_FLAG_UNICODE):
+            return None
+        items = list(parsed)
     except Exception:
         return None
     best: frozenset[str] | None = None
     run: frozenset[str] | None = None
     for item in items:
-        literals = _item_literals(item, _parser)
-        run = _joined(run, literals) if literals is not None else None
-        for candidate in (literals, run):
-            if candidate and (best is None or _selectivity(candidate) > _selectivity(best)):
+        found = _item_literals(item, _parser)
+        if found is None:
+            run = None
+            continue
+        literals, exact = found
+        joined = _joined(run, literals)
+        for candidate in (literals, joined):
+            if candidate and "" not in candidate and (best is None or _selectivity(candidate) > _selectivity(best)):
                 best = candidate
+        run = joined if exact else literals
     return best
 
 
@@ -253,31 +264,30 @@ def _selectivity(strings: frozenset[str]) -> tuple[int, int]:
     return min(len(s) for s in strings), -len(strings)
 
 
-def _joined(left: frozenset[str] | None, right: frozenset[str], cap: int = 256) -> frozenset[str] | None:
-    if left is None:
-        return right
-    if len(left) * len(right) > cap:
+def _joined(left: frozenset[str] | None, right: frozenset[str], cap: int = 256) -> frozenset[str]:
+    if left is None or len(left) * len(right) > cap:
         return right
     return frozenset(a + b for a in left for b in right)
 
 
 def _sequence_literals(items: list[Any], parser: Any) -> frozenset[str] | None:
-    """The exact strings a whole sequence can match, when it is all literals."""
-    result: frozenset[str] | None = frozenset({""})
+    """The exact strings a whole sequence can match, when it is all exact literals."""
+    result = frozenset({""})
     for item in items:
-        literals = _item_literals(item, parser)
-        if literals is None or result is None or len(result) * len(literals) > 256:
+        found = _item_literals(item, parser)
+        if found is None or not found[1] or len(result) * len(found[0]) > 256:
             return None
-        result = frozenset(a + b for a in result for b in literals)
+        result = frozenset(a + b for a in result for b in found[0])
     return result
 
 
-def _item_literals(item: Any, parser: Any) -> frozenset[str] | None:
-    """The exact strings one parsed item matches (a repeat of at least one: the strings of
-    one repetition, which every match contains); None if not only literals."""
+def _item_literals(item: Any, parser: Any) -> tuple[frozenset[str], bool] | None:
+    """(strings, exact) for one parsed item: `exact` when the item matches exactly one of
+    the strings; not exact for a repeat of at least one, whose every match contains one
+    repetition's string. None if the item is not made of literals, or is optional."""
     op, value = item
     if op is parser.LITERAL:
-        return frozenset(chr(value))
+        return frozenset(chr(value)), True
     if op is parser.IN:
         chars: set[str] = set()
         for kind, part in value:
@@ -287,15 +297,20 @@ def _item_literals(item: Any, parser: Any) -> frozenset[str] | None:
                 chars.update(chr(c) for c in range(part[0], part[1] + 1))
             else:
                 return None
-        return frozenset(chars)
+        return frozenset(chars), True
     if op is parser.SUBPATTERN:
-        return _sequence_literals(list(value[-1]), parser)
+        if value[1] or value[2]:  # scoped flags: (?i:…)
+            return None
+        inner = _sequence_literals(list(value[-1]), parser)
+        return (inner, True) if inner is not None else None
     if op is parser.BRANCH:
         branches = [_sequence_literals(list(branch), parser) for branch in value[1]]
         if any(b is None for b in branches):
             return None
-        return frozenset().union(*branches)  # type: ignore[arg-type]
+        return frozenset().union(*branches), True  # type: ignore[arg-type]
     if op in (parser.MAX_REPEAT, parser.MIN_REPEAT) and value[0] >= 1:
         inner = _sequence_literals(list(value[2]), parser)
-        return inner if inner and "" not in inner else None
+        if not inner or "" in inner:
+            return None
+        return inner, value[0] == value[1] == 1
     return None

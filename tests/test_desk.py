@@ -22,7 +22,6 @@ from tests.conftest import services_of
 NUMBER = re.compile(r"\d{8}-\d{4}")
 ELEVATOR = "幸福里小区3号楼电梯坏了，老人下不了楼"
 ELEVATOR_AGAIN = "幸福里小区3号楼的电梯又坏了，老人上下楼很困难，请尽快派人修"
-LIAISON_MARKET = "o-demo-liaison-market"
 
 
 @pytest.fixture
@@ -105,7 +104,7 @@ async def test_a_reroute_moves_the_ticket_and_tells_everyone(client, sender, new
     assert any(number in m and "新工单" in m for m in await messages_to(client, "o-demo-grid-06"))
 
     code, out, err = await minyi(capsys, "ticket", "show", number)
-    assert code == 0 and "recategorize" in out and "物业服务纠纷" in out and "幸福里第二网格" in out
+    assert code == 0 and "改分类" in out and "物业服务纠纷" in out and "幸福里第二网格" in out
 
 
 async def test_a_reroute_to_a_stricter_category_shortens_the_deadlines(client, sender, new_openid, cli_env,
@@ -118,9 +117,17 @@ async def test_a_reroute_to_a_stricter_category_shortens_the_deadlines(client, s
     assert code == 0, err
     after = await ticket_by_number(client, number)
     services = services_of(client)
-    expected = services.sla.deadlines(before.created_at, "一般", services.router.taxonomy.categories["gas_safety"].sla_class)
+    gas = services.router.taxonomy.categories["gas_safety"]
+    assert after.urgency == gas.urgency == "紧急"  # the new category's default
+    expected = services.sla.deadlines(before.created_at, "紧急", gas.sla_class)
     assert (after.response_due_at, after.closure_due_at) == expected
     assert after.response_due_at < before.response_due_at and after.closure_due_at < before.closure_due_at
+    # Corrected back: the looser deadlines return (urgency is not stuck at the stricter level).
+    code, _, err = await minyi(capsys, "ticket", "act", number, "dispatch", "--category", "cooking_fumes", "--by", "d-1")
+    assert code == 0, err
+    back = await ticket_by_number(client, number)
+    assert back.urgency == "一般"
+    assert (back.response_due_at, back.closure_due_at) == (before.response_due_at, before.closure_due_at)
 
 
 async def test_the_closed_loop_and_its_timestamps(client, sender, new_openid, cli_env, capsys):
@@ -138,6 +145,20 @@ async def test_the_closed_loop_and_its_timestamps(client, sender, new_openid, cl
     assert any("状态更新：已办结" in m and "已约谈店主加装净化器" in m for m in told)
     code, out, _ = await minyi(capsys, "ticket", "list", "--status", "resolved")
     assert code == 0 and number in out and "已办结" in out
+
+    # Reopened: open again (no closing time), and the grid is told once more.
+    notices = [m for m in await messages_to(client, "o-demo-grid-01") if number in m]
+    code, _, err = await minyi(capsys, "ticket", "act", number, "reopen", "--by", "supervisor-1")
+    assert code == 0, err
+    reopened = await ticket_by_number(client, number)
+    assert reopened.status == "dispatched" and reopened.closed_at is None
+    assert len([m for m in await messages_to(client, "o-demo-grid-01") if number in m]) == len(notices) + 1
+    # Sent back to triage: the dispatchers are told it waits for them.
+    code, _, err = await minyi(capsys, "ticket", "act", number, "send_back", "--by", "grid-01")
+    assert code == 0, err
+    assert any(number in m and "待分拨" in m for m in await messages_to(client, "o-demo-dispatch-01"))
+    code, out, _ = await minyi(capsys, "ticket", "show", number)
+    assert "重新打开" in out and "已办结→已派单" in out  # staff read labels, not codes
 
 
 async def test_refused_actions_change_nothing(client, sender, new_openid, cli_env, capsys):

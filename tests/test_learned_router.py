@@ -93,8 +93,8 @@ def test_evaluate_on_the_held_out_set(data_dir, capsys):
     assert "在 " in out and "324 条样本上测试" in out
     rows = {name: (float(acc), float(f1)) for name, acc, f1 in ROW.findall(out)}
     assert rows.keys() == {"关键词规则", "学习模型", "规则+模型"}, out
-    assert rows["关键词规则"][1] >= 0.70  # measured 0.729
-    assert rows["学习模型"][1] >= 0.90  # measured 0.940
+    assert rows["关键词规则"][1] >= 0.70  # measured 0.801
+    assert rows["学习模型"][1] >= 0.90  # measured 0.928
     assert rows["规则+模型"][1] >= rows["关键词规则"][1] + 0.1
 
 

@@ -166,3 +166,25 @@ def test_red_warnings_through_minyi_route(name: str, data_dir, monkeypatch, caps
     alarms = [r["text"] for r, u in zip(rows, urgencies) if r["urgency"] != RED and u == RED]
     assert missed == []
     assert len(alarms) <= 0.02 * sum(r["urgency"] != RED for r in rows), alarms
+
+
+@pytest.mark.parametrize("pattern, text", [
+    ("x[ab]{1,2}y", "xaby"),            # a longer repeat splits what stands before and after it
+    ("煤气(泄)+漏", "煤气泄泄漏了"),
+    ("(ab+c)", "abbbc"),
+    ("(|a)b", "b"),                     # an alternative that matches nothing
+    ("(?i)abc", "ABC"),                 # flags: the prefilter gives up
+    ("(?i:ab)c", "ABc"),
+    ("流了.{0,2}血", "流了好多血"),
+    ("(楼上|高空).{0,8}(扔|掉)", "高空有东西掉"),
+])
+def test_prefilter_hints_are_in_every_match(pattern: str, text: str) -> None:
+    """A pattern is tried only when one of its hint strings occurs; a hint a real match
+    does not contain would silently drop a red warning."""
+    import re
+
+    from nlp.urgency import _required_literals
+
+    assert re.search(pattern, text)
+    hints = _required_literals(pattern)
+    assert hints is None or any(hint in text for hint in hints), hints
