@@ -13,7 +13,7 @@ CALLBACK = web.AppKey("callback", WeChatCallback)
 
 
 async def wechat_verify(request: web.Request) -> web.Response:
-    return await request.app[CALLBACK].verify_url(request)
+    return request.app[CALLBACK].verify_url(request.query)
 
 
 async def wechat_receive(request: web.Request) -> web.Response:

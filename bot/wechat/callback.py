@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Mapping
 
 from aiohttp import web
 
+from bot.httpbody import read_limited
 from bot.inbox import Inbox
 from bot.tasks import BackgroundTasks
 from bot.wechat.outbox import OutboxSender
@@ -25,6 +27,11 @@ from bot.wechat.xmlsafe import XMLRejected, parse_xml, render_text_reply
 log = logging.getLogger(__name__)
 
 SUCCESS = "success"
+
+
+# A Unix time has at most 10 digits until the year 2286; longer values are refused
+# before any arithmetic (a 400-digit number would otherwise cost a bignum conversion).
+MAX_TIMESTAMP_DIGITS = 12
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -41,53 +48,51 @@ class WeChatCallback:
         self.max_body_bytes = max_body_bytes
         self.crypto = MessageCrypto(settings.token, settings.aes_key, settings.appid) if settings.aes_key else None
 
-    def _check_query(self, request: web.Request) -> tuple[str, str, web.Response | None]:
-        q = request.query
+    def _check_query(self, q: Mapping[str, str]) -> tuple[str, str, web.Response | None]:
         timestamp, nonce, sig = q.get("timestamp", ""), q.get("nonce", ""), q.get("signature", "")
         if not (timestamp and nonce and sig):
             return timestamp, nonce, _error(400, "missing signature, timestamp or nonce")
-        try:
-            skew = abs(time.time() - int(timestamp))
-        except ValueError:
-            return timestamp, nonce, _error(400, "timestamp is not a number")
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > MAX_TIMESTAMP_DIGITS:
+            return timestamp, nonce, _error(400, "timestamp is not a Unix time")
+        skew = abs(time.time() - int(timestamp))
         if skew > self.settings.timestamp_window_seconds:
             return timestamp, nonce, _error(403, "stale timestamp (replay refused)")
         if not signature_matches(sig, self.settings.token, timestamp, nonce):
             return timestamp, nonce, _error(403, "bad signature")
         return timestamp, nonce, None
 
-    async def verify_url(self, request: web.Request) -> web.Response:
+    def verify_url(self, query: Mapping[str, str]) -> web.Response:
         """GET: the platform checks the server URL and expects echostr back."""
-        _, _, error = self._check_query(request)
+        _, _, error = self._check_query(query)
         if error:
             return error
-        echostr = request.query.get("echostr", "")
+        echostr = query.get("echostr", "")
         if not echostr:
             return _error(400, "missing echostr")
         return web.Response(text=echostr)
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        if request.content_length is not None and request.content_length > self.max_body_bytes:
-            return None
-        body = bytearray()
-        async for chunk in request.content.iter_chunked(16384):
-            body += chunk
-            if len(body) > self.max_body_bytes:
-                return None
-        return bytes(body)
-
     async def receive(self, request: web.Request) -> web.Response:
-        timestamp, nonce, error = self._check_query(request)
+        """POST /wechat: checks the query before reading the body."""
+        _, _, error = self._check_query(request.query)
         if error:
             return error
-        body = await self._read_body(request)
+        body = await read_limited(request, self.max_body_bytes)
         if body is None:
             return _error(413, f"body larger than {self.max_body_bytes} bytes")
-        encrypted = request.query.get("encrypt_type", "raw").lower() == "aes"
+        return await self.deliver(request.query, body)
+
+    async def deliver(self, query: Mapping[str, str], body: bytes) -> web.Response:
+        """One delivery, independent of the transport: the simulator calls this directly."""
+        timestamp, nonce, error = self._check_query(query)
+        if error:
+            return error
+        if len(body) > self.max_body_bytes:
+            return _error(413, f"body larger than {self.max_body_bytes} bytes")
+        encrypted = query.get("encrypt_type", "raw").lower() == "aes"
         try:
             fields = parse_xml(body)
             if encrypted:
-                fields = self._decrypt(fields, request.query.get("msg_signature", ""), timestamp, nonce)
+                fields = self._decrypt(fields, query.get("msg_signature", ""), timestamp, nonce)
                 if isinstance(fields, web.Response):
                     return fields
             elif self.settings.require_encryption:
