@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from bot.areas import AreaDirectory
 from bot.inbox import Inbox
-from bot.routes import CALLBACK, setup_routes
+from bot.routes import CALLBACK, INBOX, setup_routes
 from bot.scheduler import start_scheduler
 from bot.services import SERVICES, Services
 from bot.settings import Settings
@@ -37,7 +37,8 @@ DATABASE = web.AppKey("database", Database)
 async def open_database(settings: Settings) -> Database:
     """Open the database, migrating and seeding the embedded default as configured."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size)
+    db = Database(settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size,
+                  pool_timeout=settings.database.pool_timeout_seconds)
     if settings.auto_migrate:
         await migrate.upgrade(db.engine)
     if settings.load_demo:
@@ -93,15 +94,16 @@ def create_app(settings: Settings) -> web.Application:
         async with aiohttp.ClientSession() as http:
             services = await build_services(settings, app[DATABASE], http)
             app[SERVICES] = services
-            app[CALLBACK] = WeChatCallback(settings.wechat, Inbox(services), settings.server.max_body_bytes,
-                                           services.outbox, services.tasks)
+            app[INBOX] = Inbox(services)
+            app[CALLBACK] = WeChatCallback(settings.wechat, app[INBOX], settings.server.max_body_bytes,
+                                           services.tasks)
             services.outbox.kick()  # anything left from before a restart
             yield
             await services.tasks.close()
             await services.outbox.close()
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-        scheduler = start_scheduler(app[SERVICES])
+        scheduler = start_scheduler(app[SERVICES], app[INBOX])
         yield
         scheduler.shutdown(wait=False)
 

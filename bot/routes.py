@@ -7,9 +7,11 @@ from aiohttp import web
 from bot import open311
 from bot.services import SERVICES
 from bot.settings import Settings
+from bot.inbox import Inbox
 from bot.wechat.callback import WeChatCallback
 
 CALLBACK = web.AppKey("callback", WeChatCallback)
+INBOX = web.AppKey("inbox", Inbox)
 
 
 async def wechat_verify(request: web.Request) -> web.Response:

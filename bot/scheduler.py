@@ -1,22 +1,29 @@
 """Scheduled jobs. One APScheduler per worker; every job is safe to run in several
-workers at once (rows are claimed before they are worked on; retraining holds a file
-lock in the models directory)."""
+workers at once (rows are claimed before they are worked on — outbox rows, undone
+deliveries — and retraining holds a file lock in the models directory)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.inbox import Inbox
 from bot.retrain import ModelWatch, retrain_job
 from bot.services import Services
 
 OUTBOX_SWEEP_SECONDS = 30
+INBOX_SWEEP_JOB = "inbox-sweep"
 RETRAIN_JOB = "router-retrain"
 MODEL_WATCH_JOB = "router-model-watch"
 MODEL_WATCH_SECONDS = 60
 
 
-def start_scheduler(services: Services) -> AsyncIOScheduler:
+def start_scheduler(services: Services, inbox: Inbox) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
+    # Deliveries left undone by a crash or an error: at start, then every few seconds.
+    scheduler.add_job(inbox.sweep, "interval", seconds=services.settings.intake.sweep_seconds, id=INBOX_SWEEP_JOB,
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
     scheduler.add_job(services.outbox.deliver_pending, "interval", seconds=OUTBOX_SWEEP_SECONDS,
                       id="outbox-sweep", max_instances=1, coalesce=True)
     # Nightly: a new learned-router version from closed and re-categorised tickets.

@@ -43,6 +43,7 @@ class DatabaseSettings:
     auto_migrate: str = "auto"
     echo: bool = False
     pool_size: int = 10
+    pool_timeout_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,13 @@ class DialogSettings:
 
 
 @dataclass(frozen=True)
+class IntakeSettings:
+    lease_seconds: float = 30.0
+    sweep_seconds: float = 5.0
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
 class SimulatorSettings:
     enabled: str = "auto"
 
@@ -97,6 +105,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     wechat: WeChatSettings = field(default_factory=WeChatSettings)
     dialog: DialogSettings = field(default_factory=DialogSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)

@@ -50,7 +50,7 @@ class InlineSQLiteConnection(aiosqlite.Connection):
         self.stop()
 
 
-def _sqlite_engine(url: str, echo: bool) -> AsyncEngine:
+def _sqlite_engine(url: str, echo: bool, pool_timeout: float) -> AsyncEngine:
     database = make_url(url).database or ":memory:"
     if database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def _sqlite_engine(url: str, echo: bool) -> AsyncEngine:
         poolclass=AsyncAdaptedQueuePool,
         pool_size=1,
         max_overflow=0,
-        pool_timeout=60,
+        pool_timeout=pool_timeout,
         async_creator=connect,
     )
 
@@ -89,15 +89,15 @@ def _sqlite_engine(url: str, echo: bool) -> AsyncEngine:
 class Database:
     """Owns the engine; opened and closed by the app's cleanup context."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10, pool_timeout: float = 30.0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine = _sqlite_engine(url, echo)
+            self.engine = _sqlite_engine(url, echo, pool_timeout)
         else:
             self.engine = create_async_engine(
-                url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-            )
+                url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
+                pool_pre_ping=True)
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
 
     def session(self) -> AsyncSession:

@@ -74,13 +74,17 @@ class DialogState(SQLModel, table=True):
 
 
 class InboundMessage(SQLModel, table=True):
-    """Every accepted callback, keyed for exactly-once handling.
+    """Every accepted callback, recorded before it is handled (write-ahead), keyed for
+    exactly-once handling.
 
-    The unique `dedupe_key` is what makes a duplicate ticket impossible: the row,
-    the ticket and the reply commit in one transaction.
+    The row is committed first, with a claim (token + lease) of the worker handling it.
+    Handling commits the ticket, dialog state, outbox rows and the reply together with
+    `done_at`, guarded by the claim token, so exactly one attempt ever completes. A row
+    with no `done_at` past its lease was left by a crash: the sweeper finishes it.
     """
 
     __tablename__ = "inbound_message"
+    __table_args__ = (Index("ix_inbound_message_undone", "done_at", "lease_until"),)
     id: Optional[int] = Field(default=None, primary_key=True)
     dedupe_key: str = Field(max_length=160, sa_column_kwargs={"unique": True})
     openid: str = Field(max_length=64, index=True)
@@ -89,6 +93,13 @@ class InboundMessage(SQLModel, table=True):
     payload: Optional[dict] = _json(dict)
     reply: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
     received_at: datetime
+    done_at: Optional[datetime] = None
+    claim_token: Optional[str] = Field(default=None, max_length=32)
+    lease_until: Optional[datetime] = None
+    attempts: int = 0
+    # The reply went out as a customer-service message (the callback had answered 'success').
+    late: bool = False
+    last_error: Optional[str] = Field(default=None, max_length=300)
 
 
 class Ticket(SQLModel, table=True):

@@ -28,6 +28,11 @@ async def count(client, model, **where) -> int:  # type: ignore[no-untyped-def]
         return (await s.exec(statement)).one()
 
 
+async def inbound_record(client, message) -> InboundMessage:  # type: ignore[no-untyped-def]
+    async with services_of(client).db.session() as s:
+        return (await s.exec(select(InboundMessage).where(InboundMessage.dedupe_key == f"m:{message['MsgId']}"))).one()
+
+
 async def test_three_concurrent_deliveries_make_one_ticket_and_identical_replies(client, mode, new_openid):
     sender = wechat.Sender(client, mode=mode)
     openid = new_openid()
@@ -86,12 +91,17 @@ async def test_crash_mid_request_loses_nothing_and_the_retry_creates_the_ticket(
     failed = await sender.post(message)
     assert failed.status == 503  # WeChat will retry
     assert "retry" in await failed.text()
-    # Nothing half-done is left behind: no ticket, no claimed message, dialog untouched.
+    # Nothing half-done is left behind: no ticket; the delivery is recorded, undone and free
+    # to be claimed by the retry (write-ahead intake).
     assert await count(client, Ticket, openid=openid) == 0
-    assert await count(client, InboundMessage, openid=openid) == 2  # subscribe + 同意 only
+    record = await inbound_record(client, message)
+    assert (record.done_at, record.claim_token, record.attempts, record.last_error) == (None, None, 1,
+                                                                                        "RuntimeError")
     retry = await sender.reply(message)
     assert "编号" in retry
     assert await count(client, Ticket, openid=openid) == 1
+    record = await inbound_record(client, message)
+    assert record.done_at is not None and record.attempts == 2 and record.reply == retry
 
 
 async def test_dialog_state_survives_a_restart(aiohttp_client, settings, new_openid):

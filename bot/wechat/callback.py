@@ -16,9 +16,8 @@ from typing import Mapping
 from aiohttp import web
 
 from bot.httpbody import read_limited
-from bot.inbox import Inbox
+from bot.inbox import Delivery, Inbox
 from bot.tasks import BackgroundTasks
-from bot.wechat.outbox import OutboxSender
 from bot.settings import WeChatSettings
 from bot.wechat.inbound import BadMessage, Inbound
 from bot.wechat.signing import CryptoError, MessageCrypto, signature_matches
@@ -27,6 +26,9 @@ from bot.wechat.xmlsafe import XMLRejected, parse_xml, render_text_reply
 log = logging.getLogger(__name__)
 
 SUCCESS = "success"
+# How long a callback whose budget ran out still waits for a delivery that is being
+# recorded or is committing its reply, before answering 503.
+SEALED_WAIT_SECONDS = 10.0
 
 
 # A Unix time has at most 10 digits until the year 2286; longer values are refused
@@ -39,12 +41,10 @@ def _error(status: int, reason: str) -> web.Response:
 
 
 class WeChatCallback:
-    def __init__(self, settings: WeChatSettings, inbox: Inbox, max_body_bytes: int, outbox: OutboxSender,
-                 late_replies: BackgroundTasks) -> None:
+    def __init__(self, settings: WeChatSettings, inbox: Inbox, max_body_bytes: int, tasks: BackgroundTasks) -> None:
         self.settings = settings
         self.inbox = inbox
-        self.outbox = outbox
-        self.late_replies = late_replies
+        self.tasks = tasks  # handling outlives a late answer; shutdown drains it
         self.max_body_bytes = max_body_bytes
         self.crypto = MessageCrypto(settings.token, settings.aes_key, settings.appid) if settings.aes_key else None
 
@@ -105,34 +105,29 @@ class WeChatCallback:
         except BadMessage as exc:
             return _error(400, f"bad message: {exc}")
 
-        handling = asyncio.ensure_future(self.inbox.handle(msg))
+        delivery = Delivery()
+        handling = self.tasks.spawn(self.inbox.handle(msg, delivery), name=f"handle-{msg.msg_type}")
         try:
-            reply = await asyncio.wait_for(asyncio.shield(handling), self.settings.reply_budget_seconds)
-        except asyncio.TimeoutError:
-            # Too slow for WeChat's 5 s: acknowledge now, send the reply when it is ready.
-            self.late_replies.spawn(self._reply_late(handling, msg), name=f"late-{msg.dedupe_key}")
-            return web.Response(text=SUCCESS)
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(handling), self.settings.reply_budget_seconds)
+            except asyncio.TimeoutError:
+                if delivery.go_late():
+                    # Recorded, too slow for WeChat's 5 s: the reply follows as a customer-service message.
+                    return web.Response(text=SUCCESS)
+                # Not recorded yet (the database is slow: 503 once that fails), or committing
+                # its reply right now (then it goes in this response).
+                outcome = await asyncio.wait_for(asyncio.shield(handling), SEALED_WAIT_SECONDS)
         except Exception:
-            # Nothing was committed; WeChat retries and the retry starts clean.
-            log.exception("handling %s failed", msg.dedupe_key)
+            # Not acknowledged: WeChat retries, and the retry finishes the recorded delivery.
+            log.exception("handling a %s delivery failed", msg.msg_type)
             return _error(503, "temporarily unavailable, retry")
+        reply = outcome.response_text
         if not reply:
             return web.Response(text=SUCCESS)
         xml = render_text_reply(msg.openid, msg.account, reply, int(time.time()))
         if encrypted and self.crypto is not None:
             xml = self.crypto.encrypt(xml, nonce)
         return web.Response(text=xml, content_type="application/xml")
-
-    async def _reply_late(self, handling: "asyncio.Future[str | None]", msg: Inbound) -> None:
-        try:
-            reply = await handling
-        except Exception:
-            log.exception("late handling of %s failed", msg.dedupe_key)
-            return
-        if reply:
-            async with self.outbox.db.transaction() as db:
-                self.outbox.queue_text(db, msg.openid, reply, title="回复")
-            self.outbox.kick()
 
     def _decrypt(self, outer: dict, msg_signature: str, timestamp: str, nonce: str) -> dict | web.Response:
         if self.crypto is None:
