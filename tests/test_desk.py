@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
+from bot.routes import INBOX
 from bot.scheduler import MODEL_WATCH_JOB, start_scheduler
 from storage.models import Outbox, Ticket, TicketEvent
 from tests import wechat
@@ -223,7 +224,7 @@ async def test_staff_corrections_teach_the_router(client, sender, new_openid, cl
 
     # The app picks the new model up through its scheduled model-watch job.
     assert services.router.model is None
-    scheduler = start_scheduler(services)
+    scheduler = start_scheduler(services, client.server.app[INBOX])
     try:
         job = scheduler.get_job(MODEL_WATCH_JOB)
         assert job is not None
