@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from bot.clock import utcnow
 from bot.retrain import category_in_note, collect_examples, retrain
+from bot.routes import INBOX
 from bot.scheduler import RETRAIN_JOB, start_scheduler
 from bot.settings import CONFIG_DIR
 from nlp import learned
@@ -277,7 +278,7 @@ async def test_retrain_learns_from_closed_and_recategorised_tickets(client, send
 
 async def test_the_nightly_retrain_job_is_scheduled(client):
     services = services_of(client)
-    scheduler = start_scheduler(services)
+    scheduler = start_scheduler(services, client.server.app[INBOX])
     try:
         job = scheduler.get_job(RETRAIN_JOB)
         assert job is not None

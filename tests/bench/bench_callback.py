@@ -1,11 +1,16 @@
 """Benchmark: safe-mode (AES) encrypted complaints through the real server on loopback,
-each creating a ticket, next to a bare aiohttp handler that returns a fixed reply,
-measured by the same client in the same run.
+each creating a ticket, next to two peers measured by the same client in the same run:
+a bare aiohttp handler that returns a fixed reply, and WeRoBot (the established Python
+WeChat framework) answering each text from its SQLite session store, in safe mode too.
 
     .venv/bin/python tests/bench/bench_callback.py [--workers 1] [--seconds 10] [--concurrency 32] [--rate 300]
 
-Phases: (1) bare aiohttp, closed loop; (2) minyi, closed loop (max throughput);
-(3) minyi, open loop at --rate requests/s (latency at a fixed load). Residents are
+WeRoBot is installed into its own environment (default ~/.cache/minyi-bench/werobot,
+`--peer-venv`), never into minyi's; `--no-werobot` skips it.
+
+Phases: (1) bare aiohttp, closed loop; (2) WeRoBot, closed loop; (3) minyi, closed loop
+(max throughput); (4) minyi, open loop at --rate requests/s (latency at a fixed load).
+Residents are
 subscribed and consented before timing; every timed request is a new complaint
 (unique MsgId) long enough to become a ticket at once. At the end the ticket count
 is checked against the number of complaints answered.
@@ -57,6 +62,39 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
+# WeRoBot's answer to a text: the session store is read and written on every message,
+# as minyi's dialog state is. Run by WeRoBot's own run() on waitress (threaded WSGI).
+WEROBOT_SERVER = """
+import sys
+import werobot
+from werobot.session.sqlitestorage import SQLiteStorage
+port, db, token, aes_key, appid = sys.argv[1:6]
+robot = werobot.WeRoBot(token=token, encoding_aes_key=aes_key, app_id=appid,
+                        session_storage=SQLiteStorage(db))
+@robot.text
+def answer(message, session):
+    count = session.get("count", 0) + 1
+    session["count"] = count
+    return "收到，这是您的第%d条消息" % count
+robot.config["HOST"] = "127.0.0.1"
+robot.config["PORT"] = int(port)
+robot.run(server="waitress")
+"""
+
+
+def werobot_python(venv: Path) -> Path:
+    """WeRoBot's own environment, created once (the package registry is reachable)."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"==> installing WeRoBot into {venv}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    check = subprocess.run([str(python), "-c", "import werobot, waitress, cryptography"], capture_output=True)
+    if check.returncode != 0:
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "werobot==1.13.1", "waitress", "cryptography"], check=True)
+    return python
+
+
 def free_port() -> int:
     import socket
 
@@ -71,7 +109,7 @@ async def wait_ready(url: str, timeout: float = 60) -> None:
         while time.monotonic() < deadline:
             try:
                 async with http.get(url) as resp:
-                    if resp.status in (200, 405):
+                    if resp.status < 500:
                         return
             except aiohttp.ClientError:
                 pass
@@ -187,12 +225,23 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="connections in the closed-loop phases")
     parser.add_argument("--rate", type=float, default=300.0, help="offered load of the open-loop phase")
     parser.add_argument("--residents", type=int, default=200)
+    parser.add_argument("--no-werobot", action="store_true", help="skip the WeRoBot peer")
+    parser.add_argument("--peer-venv", type=Path, default=Path.home() / ".cache" / "minyi-bench" / "werobot",
+                        help="where WeRoBot is installed")
+    parser.add_argument("--budget", type=float, default=0, help="reply budget seconds (0: the default)")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="minyi-bench-"))
     env = {**os.environ, "MINYI_DATA_DIR": str(data_dir), "MINYI_WECHAT_TOKEN": wechat.TOKEN,
            "MINYI_WECHAT_APPID": wechat.APPID, "MINYI_WECHAT_AES_KEY": wechat.AES_KEY, "MINYI_WECHAT_SECRET": ""}
-    minyi_port, bare_port = free_port(), free_port()
+    if args.budget:
+        env["MINYI_WECHAT_REPLY_BUDGET_SECONDS"] = str(args.budget)
+    minyi_port, bare_port, werobot_port = free_port(), free_port(), free_port()
+    peer = None
+    if not args.no_werobot:
+        peer = subprocess.Popen([str(werobot_python(args.peer_venv)), "-c", WEROBOT_SERVER, str(werobot_port),
+                                 str(data_dir / "werobot.sqlite3"), wechat.TOKEN, wechat.AES_KEY, wechat.APPID],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     minyi = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(minyi_port),
                               "--workers", str(args.workers)], env=env, cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -201,6 +250,8 @@ async def main() -> None:
     try:
         await wait_ready(f"http://127.0.0.1:{minyi_port}/healthz")
         await wait_ready(f"http://127.0.0.1:{bare_port}/wechat")
+        if peer is not None:
+            await wait_ready(f"http://127.0.0.1:{werobot_port}/")
         minyi_url, bare_url = f"http://127.0.0.1:{minyi_port}/wechat", f"http://127.0.0.1:{bare_port}/wechat"
         openids = await prepare_residents(minyi_url, sender, args.residents)
         budget = int(args.seconds * 4000)
@@ -208,8 +259,17 @@ async def main() -> None:
               f"{args.seconds:.0f} s per phase, closed loop with {args.concurrency} connections", flush=True)
         bare_result = await closed_loop(bare_url, complaints(sender, openids, budget), args.seconds, args.concurrency)
         print(fmt("bare aiohttp fixed reply", bare_result), flush=True)
+        peer_result = None
+        if peer is not None:
+            peer_result = await closed_loop(f"http://127.0.0.1:{werobot_port}/", complaints(sender, openids, budget),
+                                            args.seconds, args.concurrency)
+            print(fmt("WeRoBot text→session reply", peer_result), flush=True)
         max_result = await closed_loop(minyi_url, complaints(sender, openids, budget), args.seconds, args.concurrency)
         print(fmt("minyi complaint→ticket (max)", max_result), flush=True)
+        ratios = f"minyi / bare aiohttp = {max_result['rps'] / bare_result['rps']:.3f}"
+        if peer_result is not None and peer_result["rps"]:
+            ratios = f"minyi / WeRoBot = {max_result['rps'] / peer_result['rps']:.2f}×   " + ratios
+        print(ratios, flush=True)
         rate_result = await open_loop(minyi_url, complaints(sender, openids, int(args.seconds * args.rate) + 10),
                                       args.seconds, args.rate)
         print(fmt(f"minyi complaint→ticket @{args.rate:.0f}/s", rate_result), flush=True)
@@ -217,6 +277,9 @@ async def main() -> None:
     finally:
         minyi.send_signal(signal.SIGTERM)
         bare.send_signal(signal.SIGTERM)
+        if peer is not None:
+            peer.send_signal(signal.SIGTERM)
+            peer.wait(timeout=30)
         minyi.wait(timeout=30)
         bare.wait(timeout=30)
     tickets = sqlite3.connect(data_dir / "minyi.db").execute("SELECT count(*) FROM ticket").fetchone()[0]
