@@ -25,20 +25,23 @@ async def ignore(msg: Inbound, session: Session) -> None:
 async def template_finished(msg: Inbound, session: Session) -> None:
     status = msg.text("Status")
     if status != "success":
-        log.warning("template message %s to %s: %s", msg.text("MsgID"), msg.openid, status)
+        log.warning("template message %s to %s: %s", msg.text("MsgID")[:32], msg.openid, status[:64])
     return None
 
 
+# A template id is 43 characters; anything much longer is not one (and the list is kept
+# in the dialog state, so it stays small).
+MAX_TEMPLATE_ID = 128
+
+
 async def subscribe_message_choice(msg: Inbound, session: Session) -> None:
-    """subscribe_msg_popup/change events: remember which templates the resident accepts."""
-    items = msg.fields.get("SubscribeMsgPopupEvent") or msg.fields.get("SubscribeMsgChangeEvent") or {}
-    entries = items.get("List", []) if isinstance(items, dict) else []
-    entries = entries if isinstance(entries, list) else [entries]
+    """subscribe_msg_popup/change events: remember which templates the resident accepts.
+    One template or many (a <List> per template); entries without a usable id are skipped."""
     accepted = set(session.data.get("subscribed_templates", []))
-    for entry in entries:
-        if not isinstance(entry, dict):
-            continue
+    for entry in msg.entries("SubscribeMsgPopupEvent", "SubscribeMsgChangeEvent"):
         template = entry.get("TemplateId", "")
+        if not template or len(template) > MAX_TEMPLATE_ID:
+            continue
         if entry.get("SubscribeStatusString") == "accept":
             accepted.add(template)
         else:
@@ -48,6 +51,9 @@ async def subscribe_message_choice(msg: Inbound, session: Session) -> None:
 
 
 async def subscribe_message_sent(msg: Inbound, session: Session) -> None:
-    items = msg.fields.get("SubscribeMsgSentEvent") or {}
-    log.info("subscription message receipt for %s: %s", msg.openid, items)
+    """subscribe_msg_sent_event: delivery receipts, one per template sent."""
+    for entry in msg.entries("SubscribeMsgSentEvent"):
+        if entry.get("ErrorCode", "0") != "0":
+            log.warning("subscription message %s to %s failed: %s %s", entry.get("MsgID", "")[:32], msg.openid,
+                        entry.get("ErrorCode", "")[:16], entry.get("ErrorStatus", "")[:64])
     return None

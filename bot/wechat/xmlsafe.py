@@ -4,6 +4,13 @@ WeChat messages are a flat <xml> element (a few events nest one list). Anything 
 is not plain elements and text (DTDs, entity declarations, comments, processing
 instructions beyond the XML declaration) is refused before the parser sees it, so
 entity bombs and external entities cost nothing.
+
+The control characters XML forbids are removed first, so the guard looks at exactly
+the bytes the parser parses (a NUL inside "<!DOCTYPE" cannot hide it from the guard).
+
+The result is generic: a child is text, a dict (nested elements) or, when its name
+repeats, a list of those. `bot.wechat.inbound` reduces it to the typed values the
+dialogs use, so no handler sees these shapes.
 """
 
 from __future__ import annotations
@@ -33,11 +40,14 @@ def _refuse(*_args: Any) -> None:
 
 def parse_xml(body: bytes | str) -> dict[str, Any]:
     """Return the children of the root element as a dict (text, nested dict or list)."""
-    raw = body.encode("utf-8") if isinstance(body, str) else body
+    # A lone surrogate is passed through as bytes the parser refuses (400), not an encode error.
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    # Before the guard: what it checks is what the parser gets. (Such bytes never occur
+    # inside a multi-byte UTF-8 sequence, so removing them cannot change other characters.)
+    raw = _INVALID_XML_BYTES.sub(b"", raw)
     markup = _CDATA_SECTION.sub(b"", raw)  # user text inside CDATA may hold anything
     if _MARKUP_DECLARATION.search(markup) or _PROCESSING_INSTRUCTION.search(markup):
         raise XMLRejected("DTD, entity, comment or processing instruction refused")
-    raw = _INVALID_XML_BYTES.sub(b"", raw)
 
     parser = expat.ParserCreate("utf-8")
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
@@ -46,7 +56,7 @@ def parse_xml(body: bytes | str) -> dict[str, Any]:
     parser.ExternalEntityRefHandler = _refuse
 
     stack: list[tuple[str, dict[str, Any], list[str]]] = []
-    root: dict[str, Any] = {}
+    root: list[tuple[str, dict[str, Any]]] = []  # (name, children) of the root, once closed
     count = 0
 
     def start(name: str, _attrs: dict[str, str]) -> None:
@@ -60,8 +70,7 @@ def parse_xml(body: bytes | str) -> dict[str, Any]:
         _, children, text = stack.pop()
         value: Any = children if children else "".join(text)
         if not stack:
-            root["__root__"] = name
-            root.update(children if children else {})
+            root.append((name, children))
             return
         parent = stack[-1][1]
         if name in parent:
@@ -81,10 +90,9 @@ def parse_xml(body: bytes | str) -> dict[str, Any]:
         parser.Parse(raw, True)
     except expat.ExpatError as exc:
         raise XMLRejected(f"malformed XML: {exc}") from None
-    if root.get("__root__") != "xml":
+    if not root or root[0][0] != "xml":
         raise XMLRejected("root element must be <xml>")
-    del root["__root__"]
-    return root
+    return root[0][1]
 
 
 def cdata(text: str) -> str:
