@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.dialogs import texts
+from bot.dialogs.choices import parse_choice
 from bot.dialogs.session import Session
 from bot.wechat.inbound import Inbound
 
@@ -12,34 +13,54 @@ def _numbered(names: list[str]) -> str:
 
 
 def _choice(text: str, options: list[str]) -> str | None:
-    text = text.strip().translate(str.maketrans("０１２３４５６７８９", "0123456789"))
-    if text.isdigit() and 1 <= int(text) <= len(options):
-        return options[int(text) - 1]
-    return None
+    number = parse_choice(text, len(options))
+    return options[number - 1] if number is not None else None
+
+
+def _community_names(session: Session, codes: list[str]) -> list[str]:
+    return [session.services.areas.full_name(code) for code in codes]
+
+
+def _grid_names(session: Session, codes: list[str]) -> list[str]:
+    names = []
+    for code in codes:
+        grid = session.services.areas.nodes.get(code)
+        if grid is None:
+            names.append(code)
+        else:
+            names.append(f"{grid.name}（{'、'.join(grid.places[:2])}）" if grid.places else grid.name)
+    return names
+
+
+def _again(names: list[str]) -> str:
+    """Not a number on the list: say so politely and show the list again."""
+    return f"{texts.BIND_BAD_CHOICE}\n{_numbered(names)}" if names else texts.BIND_BAD_CHOICE
 
 
 async def start(msg: Inbound, session: Session) -> str:
     areas = session.services.areas
     communities = sorted(areas.children(None, "community"), key=lambda n: n.code)
     session.goto("choosing_community", options=[c.code for c in communities])
-    return texts.BIND_CHOOSE_COMMUNITY.format(options=_numbered([areas.full_name(c.code) for c in communities]))
+    names = _community_names(session, [c.code for c in communities])
+    return texts.BIND_CHOOSE_COMMUNITY.format(options=_numbered(names))
 
 
 async def choose_community(msg: Inbound, session: Session) -> str:
-    code = _choice(msg.content, session.data.get("options", []))
+    options = session.data.get("options", [])
+    code = _choice(msg.content, options)
     if code is None:
-        return texts.BIND_BAD_CHOICE
+        return _again(_community_names(session, options))
     areas = session.services.areas
     grids = sorted(areas.children(code, "grid"), key=lambda n: n.code)
     session.goto("choosing_grid", options=[g.code for g in grids])
-    names = [f"{g.name}（{'、'.join(g.places[:2])}）" if g.places else g.name for g in grids]
-    return texts.BIND_CHOOSE_GRID.format(options=_numbered(names))
+    return texts.BIND_CHOOSE_GRID.format(options=_numbered(_grid_names(session, [g.code for g in grids])))
 
 
 async def choose_grid(msg: Inbound, session: Session) -> str:
-    code = _choice(msg.content, session.data.get("options", []))
+    options = session.data.get("options", [])
+    code = _choice(msg.content, options)
     if code is None:
-        return texts.BIND_BAD_CHOICE
+        return _again(_grid_names(session, options))
     session.resident.home_area_code = code
     session.reset()
     return texts.BIND_DONE.format(area=session.services.areas.full_name(code))
