@@ -4,9 +4,11 @@ save the state."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import functools
+from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam
+from sqlalchemy import Insert, bindparam
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,16 +28,28 @@ _RESIDENT_AND_DIALOG = (select(Resident, DialogState)
                         .where(col(Resident.openid) == bindparam("openid")))
 
 
-async def _load(db: AsyncSession, openid: str, now) -> tuple[Resident, DialogState]:  # type: ignore[no-untyped-def]
+@functools.cache
+def _insert_if_absent(dialect: str, model: type) -> Insert:  # type: ignore[type-arg]
+    """INSERT … ON CONFLICT (openid) DO NOTHING, built once per dialect and table."""
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert_(model).on_conflict_do_nothing(index_elements=["openid"])
+
+
+async def _load(db: AsyncSession, openid: str, now: datetime) -> tuple[Resident, DialogState]:
     row = (await db.exec(_RESIDENT_AND_DIALOG, params={"openid": openid})).first()
-    resident, dialog = row if row is not None else (None, None)
-    if resident is None:
-        resident = Resident(openid=openid, created_at=now, subscribed=True)
-        db.add(resident)
-        dialog = await db.get(DialogState, openid)
-    if dialog is None:
-        dialog = DialogState(openid=openid, state=IDLE, data={}, updated_at=now)
-        db.add(dialog)
+    if row is not None and row[1] is not None:
+        return row[0], row[1]
+    # A first message (or a resident without a dialog row). Two first messages of one
+    # resident may run at once: each inserts only if the row is absent (PostgreSQL makes
+    # the second wait for the first's commit, then do nothing), then both read the row.
+    dialect = db.bind.dialect.name if db.bind else "sqlite"
+    connection = await db.connection()
+    if row is None:
+        await connection.execute(_insert_if_absent(dialect, Resident),
+                                 {"openid": openid, "subscribed": True, "created_at": now})
+    await connection.execute(_insert_if_absent(dialect, DialogState),
+                             {"openid": openid, "state": IDLE, "data": {}, "updated_at": now})
+    resident, dialog = (await db.exec(_RESIDENT_AND_DIALOG, params={"openid": openid})).one()
     return resident, dialog
 
 
