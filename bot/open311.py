@@ -6,7 +6,8 @@ numbers into it), and coordinates at grid-centre precision.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
 
@@ -19,21 +20,43 @@ from storage.models import Ticket
 
 DEFAULT_WINDOW = timedelta(days=90)
 MAX_RESULTS = 1000
+# Dates outside this range are clamped to it: no ticket is older or newer, and the
+# arithmetic near datetime's limits (year 1, year 9999 in another zone) cannot overflow.
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+MAX_DATE_CHARS = 64
+TICKET_NUMBER = re.compile(r"[0-9]{8}-[0-9]{4,9}")
+
+
+class BadParameter(ValueError):
+    """A request parameter the GeoReport v2 API refuses (400)."""
+
+
+def error_response(status: int, description: str) -> web.Response:
+    """The GeoReport v2 error format: a JSON array of {code, description}."""
+    return json_response([{"code": status, "description": description}], status=status)
 
 
 def _iso(moment: datetime | None) -> str | None:
     return to_local(moment).isoformat(timespec="seconds") if moment else None
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    """ISO 8601; a time without an offset is China time."""
+def _parse_time(name: str, value: str | None) -> datetime | None:
+    """ISO 8601; a time without an offset is China time; clamped to EARLIEST … LATEST."""
     if not value:
         return None
     try:
+        if len(value) > MAX_DATE_CHARS:
+            raise ValueError(value)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise web.HTTPBadRequest(text=f"bad date: {value}") from None
-    return from_local(moment)
+        raise BadParameter(f"{name} is not an ISO 8601 date") from None
+    # Years well inside datetime's range convert without overflow; the rest is clamped.
+    if moment.year < EARLIEST.year:
+        return EARLIEST
+    if moment.year >= LATEST.year:
+        return LATEST
+    return min(max(from_local(moment), EARLIEST), LATEST)
 
 
 def services_list(services: Services) -> list[dict]:
@@ -80,14 +103,22 @@ async def services_endpoint(request: web.Request) -> web.Response:
 async def requests_endpoint(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     q = request.query
-    end = _parse_time(q.get("end_date")) or utcnow()
-    start = _parse_time(q.get("start_date")) or end - DEFAULT_WINDOW
-    statement = select(Ticket).where(Ticket.created_at >= start, Ticket.created_at <= end)
-    if q.get("service_code"):
-        statement = statement.where(col(Ticket.category).in_(q["service_code"].split(",")))
+    try:
+        end = _parse_time("end_date", q.get("end_date")) or utcnow()
+        start = _parse_time("start_date", q.get("start_date")) or max(end - DEFAULT_WINDOW, EARLIEST)
+    except BadParameter as exc:
+        return error_response(400, str(exc))
     wanted_status = q.get("status", "")
     if wanted_status and wanted_status not in ("open", "closed"):
-        raise web.HTTPBadRequest(text="status must be open or closed")
+        return error_response(400, "status must be open or closed")
+    statement = select(Ticket).where(Ticket.created_at >= start, Ticket.created_at <= end)
+    if q.get("service_code"):
+        # Only codes that exist reach the database (an unknown one matches nothing anyway).
+        categories = services.router.taxonomy.categories
+        wanted = sorted({code for code in q["service_code"].split(",") if code in categories})
+        if not wanted:
+            return json_response([])
+        statement = statement.where(col(Ticket.category).in_(wanted))
     if wanted_status:
         codes = [code for code in services.workflow.states if
                  services.workflow.is_open(code) == (wanted_status == "open")]
@@ -101,8 +132,10 @@ async def requests_endpoint(request: web.Request) -> web.Response:
 async def request_endpoint(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     number = request.match_info["request_id"]
+    if not TICKET_NUMBER.fullmatch(number):
+        return error_response(404, "service request not found")
     async with services.db.session() as s:
         ticket = (await s.exec(select(Ticket).where(Ticket.number == number))).first()
     if ticket is None:
-        return json_response([{"code": 404, "description": "service request not found"}], status=404)
+        return error_response(404, "service request not found")
     return json_response([request_view(services, ticket)])

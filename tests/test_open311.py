@@ -162,7 +162,33 @@ async def test_date_filters(client, sender, new_openid):
     assert await listed(client, start_date=(naive_local + timedelta(seconds=1)).isoformat()) == []
 
 
-async def test_bad_parameters_are_400(client):
-    for params in ({"start_date": "yesterday"}, {"end_date": "2026-13-45"}, {"status": "pending"}):
-        resp = await client.get("/open311/v2/requests.json", params=params)
-        assert resp.status == 400, params
+async def test_bad_parameters_are_400_in_the_georeport_error_format(client):
+    for params, names in (({"start_date": "yesterday"}, "start_date"), ({"end_date": "2026-13-45"}, "end_date"),
+                          ({"start_date": "2026-01-01\x00"}, "start_date"), ({"end_date": "9" * 5000}, "end_date"),
+                          ({"status": "pending"}, "status")):
+        _, body = await get_json(client, "/open311/v2/requests.json", expect=400, **params)
+        assert len(body) == 1 and body[0]["code"] == 400 and names in body[0]["description"], (params, body)
+
+
+async def test_dates_at_the_ends_of_the_calendar_are_clamped_not_a_500(client, sender, new_openid):
+    openid = new_openid()
+    await follow(sender, openid)
+    number = await report(sender, openid, ELEVATOR)
+    assert await listed(client, start_date="0001-01-01") == [number]
+    # Without a start_date the window is the 90 days before end_date: nothing so far ahead.
+    assert await listed(client, end_date="9999-12-31T23:59:59-10:00") == []
+    assert await listed(client, start_date="0001-01-01T00:00:00+14:00", end_date="9999-12-31T23:59:59-14:00") == [number]
+    assert await listed(client, start_date="9999-12-31") == []
+    assert await listed(client, end_date="0001-01-01T00:00:00+14:00") == []
+
+
+async def test_odd_codes_and_request_ids_never_reach_the_database(client, sender, new_openid):
+    openid = new_openid()
+    await follow(sender, openid)
+    number = await report(sender, openid, ELEVATOR)
+    assert await listed(client, service_code="\x00") == []
+    assert await listed(client, service_code="elevator,\x00,elevator") == [number]
+    for request_id in ("%00", "x" * 200, number + "%00", "２０２６１２０２-０００１"):
+        resp = await client.get(f"/open311/v2/requests/{request_id}.json")
+        assert resp.status == 404, request_id
+        assert await resp.json() == [{"code": 404, "description": "service request not found"}]
