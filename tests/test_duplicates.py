@@ -143,7 +143,9 @@ async def test_a_second_resident_reporting_the_same_problem_is_linked_without_ne
     await in_grid_1(sender, second)
     reply, linked_number = await report(sender, second, ELEVATOR_AGAIN)
     assert linked_number != number
-    assert number in reply and "一并处理" in reply and "进展" in reply
+    # Told their own number and that it is being handled, never the first resident's number.
+    assert f"编号：{linked_number}" in reply and "一并处理" in reply and "进展" in reply
+    assert NUMBER.findall(reply) == [linked_number]
     linked = await ticket(client, linked_number)
     assert linked.duplicate_of_id == original.id and linked.repeat_of_id is None
     assert linked.status == original.status and linked.openid == second  # recorded all the same
@@ -154,7 +156,7 @@ async def test_a_second_resident_reporting_the_same_problem_is_linked_without_ne
     third = new_openid()
     await follow(sender, third)
     reply, third_number = await report(sender, third, "幸福里小区3号楼的电梯又坏了，老人上下楼很困难，请尽快派人修")
-    assert number in reply
+    assert NUMBER.findall(reply) == [third_number] and "一并处理" in reply
     assert (await ticket(client, third_number)).duplicate_of_id == original.id
     assert await notices_to(client, GRID_1_WORKER) == notices
 
@@ -211,5 +213,6 @@ async def test_a_repeat_of_a_linked_duplicate_stays_linked_to_the_original(clien
     repeat = await ticket(client, again)
     assert repeat.repeat_of_id == (await ticket(client, linked_number)).id
     assert repeat.duplicate_of_id == (await ticket(client, number)).id
-    assert number in reply
+    # Their own numbers (the new ticket, the earlier one it repeats), not the first resident's.
+    assert NUMBER.findall(reply) == [again, linked_number] and "再次反映" in reply
     assert await notices_to(client, GRID_1_WORKER) == 1

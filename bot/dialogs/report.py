@@ -153,7 +153,10 @@ def _created_reply(session: Session, created: Created, urgency: str) -> str:
     services = session.services
     ticket = created.ticket
     if created.duplicate_of is not None:
-        reply = texts.TICKET_DUPLICATE.format(number=ticket.number, original=created.duplicate_of.number)
+        # The original is another resident's ticket: the reply names only this resident's own.
+        reply = texts.TICKET_DUPLICATE.format(number=ticket.number)
+        if created.repeat_of is not None and created.repeat_of.openid == ticket.openid:
+            reply += "\n" + texts.REPEAT_LINE.format(original=created.repeat_of.number)
         return texts.EMERGENCY_ADVICE + "\n" + reply if urgency == "特急" else reply
     if ticket.status == "triage":
         routing_line = texts.TRIAGE_LINE
@@ -163,7 +166,7 @@ def _created_reply(session: Session, created: Created, urgency: str) -> str:
         routing_line = texts.ROUTED_LINE.format(area=f"{area} " if area else "", department=department)
     reply = texts.TICKET_CREATED.format(number=ticket.number, category=services.router.taxonomy.label(ticket.category),
                                         routing_line=routing_line, due=format_local(ticket.response_due_at))
-    if created.repeat_of is not None:
+    if created.repeat_of is not None and created.repeat_of.openid == ticket.openid:
         reply += "\n" + texts.REPEAT_LINE.format(original=created.repeat_of.number)
     if urgency == "特急":
         reply = texts.EMERGENCY_ADVICE + "\n" + reply

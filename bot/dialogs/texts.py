@@ -51,9 +51,10 @@ TICKET_CREATED = (
     "{routing_line}\n"
     "我们将在{due}前联系处理。回复「查询」可查看进度；如需补充照片或位置，现在直接发送即可。"
 )
+# A duplicate of another resident's ticket: never name that ticket (it is theirs).
 TICKET_DUPLICATE = (
     "您的诉求已记录，编号：{number}\n"
-    "这个问题已有群众反映，正在办理（工单 {original}），我们已将您的反映合并到该工单一并处理，"
+    "这个问题已有群众反映，相关部门正在办理，我们已将您的反映一并处理，"
     "办理进展会及时告诉您。回复「查询」可查看进度；如需补充照片或位置，现在直接发送即可。"
 )
 REPEAT_LINE = "您此前反映的同一问题（工单 {original}）还在办理中，本次已作为再次反映记录，我们会督促加快办理。"
