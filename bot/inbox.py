@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Awaitable, Callable
 
-from sqlalchemy import ColumnElement, and_, bindparam, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
 
 from bot.clock import utcnow
 from bot.dialogs import texts
 from bot.dialogs.dispatch import dispatch
 from bot.services import Services
 from bot.wechat.inbound import BadMessage, Inbound
+from storage.group_insert import GroupInsert
 from storage.models import InboundMessage
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,6 @@ POLL_SECONDS = 0.05  # how often a retry looks at a delivery another worker is h
 SWEEP_BATCH = 100
 
 _T = InboundMessage.__table__.c  # type: ignore[attr-defined]
-# Built once; the values come as execute() parameters.
-_INSERT = insert(InboundMessage)
 
 
 def _claimable() -> ColumnElement[bool]:
@@ -111,6 +109,7 @@ class Inbox:
         self.services = services
         self.db = services.db
         self.settings = services.settings.intake
+        self._journal = GroupInsert(self.db.engine, InboundMessage.__table__, "dedupe_key")  # type: ignore[arg-type]
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
         # Outcomes this process gave lately: WeChat's retries and replays are answered
         # from here without touching the database.
@@ -205,18 +204,14 @@ class Inbox:
         return await self._complete(msg, key, token, Delivery(late=True))
 
     async def _record(self, msg: Inbound, key: str, token: str) -> bool:
-        """Write-ahead: the delivery, claimed by us, in its own transaction. False if it exists."""
+        """Write-ahead: the delivery, claimed by us, committed (with whatever other
+        deliveries arrive meanwhile: group commit). False if it was recorded before."""
         now = utcnow()
-        try:
-            async with self.db.engine.begin() as connection:
-                await connection.execute(_INSERT, dict(
-                    dedupe_key=key, openid=msg.openid, msg_type=msg.msg_type, event=msg.event or None,
-                    received_at=now, reply=None, done_at=None, claim_token=token,
-                    lease_until=now + timedelta(seconds=self.settings.lease_seconds), attempts=1, late=False,
-                    payload={k: v for k, v in msg.fields.items() if k not in SENSITIVE_FIELDS}))
-        except IntegrityError:
-            return False
-        return True
+        return await self._journal.insert(dict(
+            dedupe_key=key, openid=msg.openid, msg_type=msg.msg_type, event=msg.event or None,
+            received_at=now, reply=None, done_at=None, claim_token=token,
+            lease_until=now + timedelta(seconds=self.settings.lease_seconds), attempts=1, late=False,
+            last_error=None, payload={k: v for k, v in msg.fields.items() if k not in SENSITIVE_FIELDS}))
 
     async def _join(self, key: str, token: str, delivery: Delivery) -> Outcome | None:
         """The delivery was recorded before (a retry or a replay). Its stored outcome; or
