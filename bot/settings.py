@@ -7,6 +7,7 @@ after that, so tests build a Settings object and get a fully isolated app.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -83,7 +84,28 @@ class IntakeSettings:
 
 @dataclass(frozen=True)
 class SimulatorSettings:
+    # auto: served while offline (no AppSecret) and bound to a loopback address only;
+    # true forces it on, false off (see Settings.simulator_enabled).
     enabled: str = "auto"
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a name or address that only this machine can reach: 127.0.0.0/8, ::1
+    (also as an IPv4-mapped address) or localhost; never for 0.0.0.0, :: or ""."""
+    name = host.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 @dataclass(frozen=True)
@@ -138,11 +160,17 @@ class Settings:
         return value in {"1", "true", "yes", "on"}
 
     @property
+    def simulator_auto(self) -> bool:
+        """The simulator decides by itself (enabled = auto): it then also checks each
+        request (bot/sim: loopback socket and Host header)."""
+        return str(self.simulator.enabled).strip().lower() == "auto"
+
+    @property
     def simulator_enabled(self) -> bool:
-        value = str(self.simulator.enabled).lower()
-        if value == "auto":
-            return self.wechat.offline
-        return value in {"1", "true", "yes", "on"}
+        """/sim is served: forced on or off, or (auto) offline and bound to loopback only."""
+        if self.simulator_auto:
+            return self.wechat.offline and is_loopback_host(self.server.host)
+        return str(self.simulator.enabled).strip().lower() in {"1", "true", "yes", "on"}
 
     @property
     def load_demo(self) -> bool:
