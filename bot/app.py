@@ -82,7 +82,10 @@ def check_settings(settings: Settings) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     check_settings(settings)
-    app = web.Application(client_max_size=max(settings.server.max_body_bytes, 8 * 1024 * 1024))
+    from bot.logs import request_id_middleware
+
+    app = web.Application(client_max_size=max(settings.server.max_body_bytes, 8 * 1024 * 1024),
+                          middlewares=[request_id_middleware])
     app[SETTINGS] = settings
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -18,20 +18,31 @@ log = logging.getLogger("minyi")
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("jieba").setLevel(logging.WARNING)
-    if not verbose:  # alembic announces every plugin and step at INFO; `migrate` prints its own summary
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    from bot.logs import setup_logging
+    from bot.settings import LogSettings
+
+    try:
+        log_settings = load_settings().log
+    except (OSError, ValueError, tomllib.TOMLDecodeError):
+        log_settings = LogSettings()  # main() loads the settings next and reports what is wrong
+    setup_logging(log_settings, verbose=verbose)
 
 
 # ---------------------------------------------------------------- serve
 
-def _run_worker(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
+def _run_worker(settings: Settings, host: str, port: int, reuse_port: bool, index: int = 1,
+                verbose: bool = False) -> None:
+    """One serving process: `--workers N` spawns N of these (numbered from 1), a single
+    worker runs in the `serve` process itself."""
+    import os
+
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.logs import setup_logging
 
+    setup_logging(settings.log, worker=index, verbose=verbose)  # spawned processes start unconfigured
+    log.info("worker %d started (pid %d)", index, os.getpid())
     web.run_app(create_app(settings), host=host, port=port, reuse_port=reuse_port, print=None,
                 access_log=None, handle_signals=True)
 
@@ -49,12 +60,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     print(f"minyi 已启动：http://{host}:{port}  {mode}  数据库：{_masked(settings.database_url)}", flush=True)
     if settings.simulator_enabled:
         print(f"微信模拟器：http://{host}:{port}/sim", flush=True)
+    verbose = bool(getattr(args, "verbose", False))
     if args.workers <= 1:
-        _run_worker(worker_settings, host, port, reuse_port=False)
+        _run_worker(worker_settings, host, port, False, 1, verbose)
         return 0
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_run_worker, args=(worker_settings, host, port, True), daemon=False)
-               for _ in range(args.workers)]
+    workers = [ctx.Process(target=_run_worker, args=(worker_settings, host, port, True, index, verbose),
+                           daemon=False)
+               for index in range(1, args.workers + 1)]
     for worker in workers:
         worker.start()
 

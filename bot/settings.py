@@ -34,6 +34,12 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    format: str = "text"  # text | json (one JSON object per line)
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
 class DataSettings:
     dir: str = "./data"
 
@@ -131,6 +137,7 @@ class Settings:
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    log: LogSettings = field(default_factory=LogSettings)
     config_dir: Path = CONFIG_DIR
 
     @property
