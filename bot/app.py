@@ -82,10 +82,11 @@ def check_settings(settings: Settings) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     check_settings(settings)
+    from bot.httpbody import body_limits
     from bot.logs import request_id_middleware
 
     app = web.Application(client_max_size=max(settings.server.max_body_bytes, 8 * 1024 * 1024),
-                          middlewares=[request_id_middleware])
+                          middlewares=[request_id_middleware, body_limits(settings.server)])
     app[SETTINGS] = settings
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:

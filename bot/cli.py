@@ -39,12 +39,15 @@ def _run_worker(settings: Settings, host: str, port: int, reuse_port: bool, inde
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.httpbody import handler_options, raise_open_file_limit
     from bot.logs import setup_logging
 
     setup_logging(settings.log, worker=index, verbose=verbose)  # spawned processes start unconfigured
-    log.info("worker %d started (pid %d)", index, os.getpid())
+    soft, hard = raise_open_file_limit()
+    log.info("worker %d started (pid %d); open-file limit %d (hard %d)", index, os.getpid(), soft, hard)
     web.run_app(create_app(settings), host=host, port=port, reuse_port=reuse_port, print=None,
-                access_log=None, handle_signals=True)
+                access_log=None, handle_signals=True, backlog=settings.server.backlog,
+                **handler_options(settings.server))
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -31,6 +31,15 @@ class ServerSettings:
     port: int = 8080
     max_body_bytes: int = 65536
     public_url: str = "http://127.0.0.1:8080"
+    # Slow and many clients (bot/httpbody.py): a body must arrive within this time (408),
+    # at most this many bodies are read at once (503 beyond, before anything is acknowledged).
+    body_read_timeout_seconds: float = 10.0
+    max_inflight_bodies: int = 256
+    # Idle keep-alive connections are closed after this; aiohttp also applies it to an
+    # unfinished request head (it has no separate header timeout).
+    keepalive_timeout_seconds: float = 15.0
+    # Listen backlog of each worker's socket (the kernel caps it at net.core.somaxconn).
+    backlog: int = 1024
 
 
 @dataclass(frozen=True)
