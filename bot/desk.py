@@ -145,6 +145,6 @@ async def _resident_updates(services: Services, session, ticket: Ticket, status:
     for openid, own_number in linked:
         if openid != ticket.openid:
             rows.append(services.outbox.text_row(
-                openid, f"您反映的问题（{own_number}）已并入工单 {ticket.number} 办理，状态更新：{label}。{said}",
-                title=f"工单 {ticket.number} {label}"))
+                openid, f"您反映的问题（{own_number}）与其他群众反映的同一问题一并办理，状态更新：{label}。{said}",
+                title=f"工单 {own_number} {label}"))  # never the other resident's number
     return rows

@@ -100,7 +100,9 @@ async def test_a_reroute_moves_the_ticket_and_tells_everyone(client, sender, new
 
     # The resident and the resident whose duplicate report was linked both hear of it.
     assert any("状态更新：已派单" in m and "电梯由物业维保" in m for m in await messages_to(client, first))
-    assert any(f"已并入工单 {number}" in m for m in await messages_to(client, second))
+    told_second = [m for m in await messages_to(client, second) if "一并办理" in m]
+    assert len(told_second) == 1 and duplicate in told_second[0] and "电梯由物业维保" in told_second[0]
+    assert all(number not in m for m in await messages_to(client, second))  # never the other's number
     # The new grid's worker is notified of the ticket.
     assert any(number in m and "新工单" in m for m in await messages_to(client, "o-demo-grid-06"))
 
