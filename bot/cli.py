@@ -509,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--min-examples", type=int, help="至少多少条工单样本才训练（默认取配置 routing.retrain_min_examples）")
     retrain.set_defaults(func=cmd_router_retrain)
 
+    from bot.intent_cli import add_intent_commands
+
+    add_intent_commands(sub)
+
     config = sub.add_parser("config", help="配置")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="子命令")
     config_sub.add_parser("show", help="显示生效的配置（密钥已隐藏）",
