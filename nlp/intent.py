@@ -57,6 +57,8 @@ class Settings:
     fallback: str
     insubstantial: str
     ticket_only: str
+    unclear_question: str
+    question_pattern: re.Pattern[str]
     threshold: float
     close_margin: float
     exact_weight: float
@@ -76,6 +78,10 @@ class Substance:
     min_chars: int
     min_distinct: int
     long_chars: int
+    problem_min: float
+    topic_chars: int
+    topic_weight: float
+    topics: tuple[str, ...]
     chatter: tuple[str, ...]
     problem: dict[str, float]
     resolved: tuple[str, ...]
@@ -189,11 +195,12 @@ def _load_intent(raw: dict[str, Any]) -> Intent:
 
 
 def _load_settings(raw: dict[str, Any], codes: set[str]) -> Settings:
-    for key in ("fallback", "insubstantial", "ticket_only"):
+    for key in ("fallback", "insubstantial", "ticket_only", "unclear_question"):
         if raw.get(key) not in codes:
             raise ValueError(f"[classifier] {key} = {raw.get(key)!r} is not an intent code")
     return Settings(
         fallback=raw["fallback"], insubstantial=raw["insubstantial"], ticket_only=raw["ticket_only"],
+        unclear_question=raw["unclear_question"], question_pattern=re.compile(raw["question_pattern"]),
         threshold=float(raw["threshold"]), close_margin=float(raw["close_margin"]),
         exact_weight=float(raw["exact_weight"]), frame_weight=float(raw["frame_weight"]),
         problem_weight=float(raw["problem_weight"]), length_weight=float(raw["length_weight"]),
@@ -207,6 +214,8 @@ def _load_settings(raw: dict[str, Any], codes: set[str]) -> Settings:
 def _load_substance(raw: dict[str, Any]) -> Substance:
     return Substance(
         min_chars=int(raw["min_chars"]), min_distinct=int(raw["min_distinct"]), long_chars=int(raw["long_chars"]),
+        problem_min=float(raw["problem_min"]), topic_chars=int(raw["topic_chars"]), topic_weight=float(raw["topic_weight"]),
+        topics=tuple(plain(_normalise(t)) for t in raw.get("topics", [])),
         chatter=tuple(sorted((plain(_normalise(c)) for c in raw.get("chatter", [])), key=len, reverse=True)),
         problem=_plain_weights(raw.get("problem"), "[substance.problem]"),
         resolved=tuple(plain(_normalise(p)) for p in raw.get("resolved", [])),
@@ -292,10 +301,13 @@ class IntentClassifier:
         for code in scores:
             scores[code] *= 1.0 - self.intents[code].problem_damping * problem
         fallback = self.settings.fallback
-        scores[fallback] = noisy_or((scores.get(fallback, 0.0), problem * self.settings.problem_weight,
+        rest = self._uncued(msg.core, cues, fallback)
+        topics = [word for word in self.substance.topics if word in rest]
+        topic = self.substance.topic_weight if topics else 0.0
+        scores[fallback] = noisy_or((scores.get(fallback, 0.0), problem * self.settings.problem_weight, topic,
                                      self._length(msg.core)))
-        cues.setdefault(fallback, []).extend(problem_cues)
-        return self._substantive(self._uncued(msg.core, cues, fallback), problem)
+        cues.setdefault(fallback, []).extend(problem_cues + topics)
+        return self._substantive(rest, problem, bool(topics))
 
     def _courtesies(self, msg: _Message, scores: dict[str, float], cues: dict[str, list[str]],
                     substantive: bool) -> None:
@@ -461,17 +473,17 @@ class IntentClassifier:
         cjk = sum(1 for ch in core if _is_cjk(ch))
         return self.settings.length_weight * min(1.0, cjk / self.substance.long_chars)
 
-    def _substantive(self, core: str, problem: float) -> bool:
+    def _substantive(self, core: str, problem: float, topic: bool) -> bool:
         """Enough content for report text: CJK characters beyond chatter (哈哈, 嗯), not one
-        character repeated; a text naming a problem needs fewer (「漏水」)."""
+        character repeated; a text naming a problem (「漏水」) or a topic (「小区里有蛇」) needs fewer."""
         rest = core
         for fragment in self.substance.chatter:
             if fragment in rest:
                 rest = rest.replace(fragment, "")
         cjk = [ch for ch in rest if _is_cjk(ch)]
-        if len(set(cjk)) < min(self.substance.min_distinct, 2 if problem > 0 else self.substance.min_distinct):
-            return False
-        return len(cjk) >= (2 if problem > 0 else self.substance.min_chars)
+        substance = self.substance
+        needed = 2 if problem >= substance.problem_min else substance.topic_chars if topic else substance.min_chars
+        return len(cjk) >= needed and len(set(cjk)) >= min(substance.min_distinct, needed)
 
     def _decide(self, msg: _Message, scores: dict[str, float], cues: dict[str, list[str]],
                 substantive: bool) -> IntentResult:
@@ -480,13 +492,18 @@ class IntentClassifier:
         best_score, best = ranked[0] if ranked else (0.0, "")
         rounded = {c: round(s, 3) for c, s in scores.items() if s > 0}
         if best_score < settings.threshold - 1e-9:
-            code = settings.fallback if substantive else settings.insubstantial
+            code = settings.fallback if substantive else self._unclear(msg)
             confidence = min(settings.default_confidence, 1.0 - best_score)
             return self._result(code, confidence, msg, (), substantive, tuple(cues.get(code, ())), rounded)
         alternatives = tuple(  # a courtesy is never worth a question
             c for s, c in ranked[1:]
             if s >= settings.threshold - 1e-9 and best_score - s <= settings.close_margin + 1e-9 and not self.intents[c].frame)[:1]
         return self._result(best, best_score, msg, alternatives, substantive, tuple(cues.get(best, ())), rounded)
+
+    def _unclear(self, msg: _Message) -> str:
+        """The intent of an insubstantial text no cue explains: a question gets help."""
+        asks = _letters(msg.core) and self.settings.question_pattern.search(msg.core_text)
+        return self.settings.unclear_question if asks else self.settings.insubstantial
 
     def _result(self, code: str, confidence: float, msg: _Message, alternatives: tuple[str, ...],
                 substantive: bool, cues: tuple[str, ...], scores: dict[str, float]) -> IntentResult:
