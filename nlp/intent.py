@@ -104,17 +104,39 @@ class _Message:
 
 # ---------------------------------------------------------------- text forms
 
-def _is_cjk(ch: str) -> bool:
-    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def _cjk_count(text: str) -> int:
+    return len(_CJK.findall(text))
+
+
+class _Drop(dict[int, None]):
+    """A str.translate table that deletes the characters whose Unicode category starts
+    with one of `drop`, worked out once per character (translate runs in C otherwise)."""
+
+    def __init__(self, drop: str) -> None:
+        super().__init__()
+        self.drop = drop
+
+    def __missing__(self, code: int) -> int | None:
+        value = None if unicodedata.category(chr(code))[0] in self.drop else code
+        self[code] = value  # type: ignore[assignment]
+        return value
+
+
+_PLAIN = _Drop("PZCM")
+_LETTERS = _Drop("PZCSM")
 
 
 def plain(text: str) -> str:
     """Letters, digits and symbols only: punctuation, spaces and control characters dropped."""
-    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LNS")
+    return text.translate(_PLAIN)
 
 
 def _letters(text: str) -> str:
-    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
+    """Letters and digits only."""
+    return text.translate(_LETTERS)
 
 
 def noisy_or(weights: Iterable[float]) -> float:
@@ -333,7 +355,10 @@ class IntentClassifier:
         substance once 「查一下」 is read as a progress question."""
         covered = [False] * len(core)
         for code, phrases in cues.items():
-            for phrase in phrases if code != fallback else ():
+            intent = self.intents[code]
+            literal = [p for p in phrases if p in intent.contains or p in intent.prefix or p in intent.words
+                       or p == core]  # a pattern's match may span content (「但是路灯还是没」)
+            for phrase in literal if code != fallback else ():
                 start = core.find(phrase)
                 while phrase and start >= 0:
                     covered[start:start + len(phrase)] = [True] * len(phrase)
@@ -423,7 +448,10 @@ class IntentClassifier:
         found = self._cues.find(msg.plain)
         scores: dict[str, float] = {}
         cues: dict[str, list[str]] = {}
+        size = len(msg.plain)
         for intent in self.intents.values():
+            if intent.max_chars and intent.max_chars < self.settings.threshold * size:
+                continue  # too long for this intent to reach the threshold whatever matches
             matched = list(found.get(intent.code, ()))
             matched += [(p, w) for p, w in intent.prefix.items() if msg.core.startswith(p)]
             matched += [(w_, w) for w_, w in intent.words.items() if w_ in msg.plain and w_ in msg.tokens()]
@@ -433,8 +461,8 @@ class IntentClassifier:
             if not matched or self._negated(intent, msg):
                 continue
             score = noisy_or(w for _, w in matched)
-            if intent.max_chars and len(msg.plain) > intent.max_chars:
-                score *= intent.max_chars / len(msg.plain)
+            if intent.max_chars and size > intent.max_chars:
+                score *= intent.max_chars / size
             scores[intent.code] = score
             cues[intent.code] = [p for p, _ in matched]
         return scores, cues
@@ -470,7 +498,7 @@ class IntentClassifier:
         return noisy_or([strength, *(w for _, w in general)]), words
 
     def _length(self, core: str) -> float:
-        cjk = sum(1 for ch in core if _is_cjk(ch))
+        cjk = _cjk_count(core)
         return self.settings.length_weight * min(1.0, cjk / self.substance.long_chars)
 
     def _substantive(self, core: str, problem: float, topic: bool) -> bool:
@@ -480,7 +508,7 @@ class IntentClassifier:
         for fragment in self.substance.chatter:
             if fragment in rest:
                 rest = rest.replace(fragment, "")
-        cjk = [ch for ch in rest if _is_cjk(ch)]
+        cjk = _CJK.findall(rest)
         substance = self.substance
         needed = 2 if problem >= substance.problem_min else substance.topic_chars if topic else substance.min_chars
         return len(cjk) >= needed and len(set(cjk)) >= min(substance.min_distinct, needed)
