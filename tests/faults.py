@@ -169,6 +169,9 @@ class ServiceConfig:
     pool_size: int | None = None
     pool_timeout: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The source tree the service runs from (`python -m bot` with it as the working
+    # directory): this checkout, or an exported commit (source_tree()).
+    source: Path = ROOT
 
     @property
     def backend(self) -> str:
@@ -221,8 +224,8 @@ class Service:
         return env
 
     def _cli(self, *argv: str) -> str:
-        done = subprocess.run([PYTHON, "-m", "bot", *argv], env=self.env(), cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run([PYTHON, "-m", "bot", *argv], env=self.env(), cwd=self.config.source,
+                              capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"minyi {' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         return done.stdout
@@ -242,7 +245,8 @@ class Service:
             self.proc = subprocess.Popen(
                 [PYTHON, "-m", "bot", "serve", "--workers", str(self.config.workers), "--host", LOOPBACK,
                  "--port", str(self.port)],
-                env=self.env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                env=self.env(), cwd=self.config.source, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
         await self.wait_healthy(timeout)
 
     async def wait_healthy(self, timeout: float = 60.0) -> None:
@@ -314,6 +318,15 @@ class Service:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def first_error(self, lines: int = 40) -> str:
+        """The first ERROR of the log and what follows it (its traceback)."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        at = next((i for i, line in enumerate(text) if " ERROR " in line), None)
+        return "(no ERROR in the log)" if at is None else "\n".join(text[at:at + lines])
 
     def log_count(self, pattern: str) -> int:
         try:
@@ -772,6 +785,7 @@ class Scenario:
     retry_interval: float = 5.0
     timeout: float = 5.0
     settle_seconds: float = 30.0
+    source: Path = ROOT  # see ServiceConfig.source
 
 
 @dataclass
@@ -822,15 +836,43 @@ def kill_plan(s: Scenario) -> list[str]:
 
 
 @contextlib.contextmanager
-def _temp_dir(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="minyi-faults-"))
+def source_tree(revision: str) -> Iterator[Path]:
+    """A commit of this repository exported to a temporary directory, to run the service
+    from: long runs then measure one fixed version, not a working tree others edit."""
+    path = Path(tempfile.mkdtemp(prefix="minyi-tree-"))
     try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True,
+                                 timeout=60).stdout
+        subprocess.run(["tar", "-x", "-C", str(path)], input=archive, check=True, timeout=60)
         yield path
     finally:
-        if not keep:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class _Workdir:
+    path: Path
+    keep: bool
+
+
+@contextlib.contextmanager
+def _temp_dir(keep: bool) -> Iterator[_Workdir]:
+    """A fresh data dir, removed afterwards unless asked to keep it — or the run failed
+    (an exception, or `keep` set by the caller once it has seen a loss): then its
+    serve.log and database stay for a look."""
+    work = _Workdir(Path(tempfile.mkdtemp(prefix="minyi-faults-")), keep)
+    try:
+        yield work
+    except BaseException:
+        work.keep = True
+        raise
+    finally:
+        if not work.keep:
             import shutil
 
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(work.path, ignore_errors=True)
 
 
 async def run_scenario(s: Scenario, *, admin_url: str | None = None, pg: Postgres | None = None,
@@ -847,7 +889,8 @@ async def run_scenario(s: Scenario, *, admin_url: str | None = None, pg: Postgre
         phases[name] = now - mark[0]
         mark[0] = now
 
-    with _temp_dir(keep) as data_dir:
+    with _temp_dir(keep) as work:
+        data_dir = work.path
         database_url = None
         if s.backend == "postgresql":
             admin = pg.admin_url if pg is not None else admin_url
@@ -858,7 +901,8 @@ async def run_scenario(s: Scenario, *, admin_url: str | None = None, pg: Postgre
         if s.outage_at is not None and pg is None:
             raise ValueError("an outage needs a Postgres this harness controls")
         service = Service(ServiceConfig(workers=s.workers, database_url=database_url, budget=s.budget,
-                                        pool_size=s.pool_size, pool_timeout=s.pool_timeout), data_dir)
+                                        pool_size=s.pool_size, pool_timeout=s.pool_timeout, source=s.source),
+                          data_dir)
         try:
             await asyncio.to_thread(service.prepare)
             phase("prepare")
@@ -895,7 +939,10 @@ async def run_scenario(s: Scenario, *, admin_url: str | None = None, pg: Postgre
             raise
         finally:
             service.stop()
-    report = verify(load.sent, snap)
+        report = verify(load.sent, snap)
+        if report.failures:
+            work.keep = True
+            say(f"kept {data_dir} (serve.log, the database); first error in the log:\n{service.first_error()}")
     outage = None
     during, after = Tally(), Tally()
     stops = [f for f in load.faults if f[0] == "pg-stop"]
@@ -930,9 +977,10 @@ class StallOutcome:
 
 async def run_stall(admin_url: str, *, residents: int = 6, budget: float = 0.1, record_stall: float = 0.5,
                     handling_stall: float = 3.0, timeout: float = 1.0, retry_interval: float = 1.0,
-                    retries: int = 3, keep: bool = False) -> StallOutcome:
+                    retries: int = 3, keep: bool = False, source: Path = ROOT, workers: int = 2) -> StallOutcome:
     """A database that is slow first to record a delivery, then to finish it, at a scale
-    where WeChat's 5 s is `timeout` and the reply budget `budget` (PostgreSQL, 2 workers).
+    where WeChat's 5 s is `timeout` and the reply budget `budget` (PostgreSQL, 2 workers;
+    with 1 every retry waits in-process for the first attempt).
 
     Recording waits on a SHARE lock on inbound_message held for `record_stall` (> budget:
     the first attempt's callback cannot answer 'success' and waits for the handling);
@@ -944,10 +992,11 @@ async def run_stall(admin_url: str, *, residents: int = 6, budget: float = 0.1, 
     long gone and WeChat will not retry an acknowledged delivery."""
     import asyncpg
 
-    with _temp_dir(keep) as data_dir:
+    with _temp_dir(keep) as work:
+        data_dir = work.path
         database_url = await new_database(admin_url)
-        service = Service(ServiceConfig(workers=2, database_url=database_url, budget=budget, lease_seconds=60),
-                          data_dir)
+        service = Service(ServiceConfig(workers=workers, database_url=database_url, budget=budget, lease_seconds=60,
+                                        source=source), data_dir)
         dsn = database_url.replace("postgresql+asyncpg", "postgresql")
         locks: list[Any] = []
         try:

@@ -37,7 +37,7 @@ def pg() -> Iterator[Postgres]:
 
 
 def run(scenario: Scenario, pg: Postgres | None = None) -> Outcome:
-    outcome = asyncio.run(run_scenario(scenario, pg=pg))
+    outcome = asyncio.run(run_scenario(scenario, pg=pg, progress=print))
     print("\n".join(outcome.lines()))
     return outcome
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.faults import Postgres, Scenario, run_scenario, run_stall  # noqa: E402
+from tests.faults import ROOT as TREE, Postgres, Scenario, run_scenario, run_stall, source_tree  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +58,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retry-interval", type=float, default=5.0, help="seconds between a try and the next")
     p.add_argument("--postgres-url", default="", help="admin URL of a running PostgreSQL server to use")
     p.add_argument("--keep", action="store_true", help="keep the data dir (its serve.log) after the run")
+    p.add_argument("--commit", default="",
+                   help="run the service from this commit, exported (default: this working tree as it is)")
+    p.add_argument("--source", type=Path, default=None,
+                   help="run the service from this source tree instead (e.g. a patched copy)")
     stall = p.add_argument_group("--stall: recording slower than the budget, then handling slower than a retry's budget")
     stall.add_argument("--stall", action="store_true", help="run the stalled-database reproduction (PostgreSQL)")
     stall.add_argument("--record-stall", type=float, default=0.5)
@@ -69,6 +75,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        revision = subprocess.run(["git", "-C", str(TREE), "rev-parse", "--short", args.commit or "HEAD"],
+                                  capture_output=True, text=True).stdout.strip()
+        if args.source:
+            source, what = args.source.resolve(), f"the tree {args.source}"
+        elif args.commit:
+            source, what = stack.enter_context(source_tree(args.commit)), f"commit {revision}"
+        else:
+            source, what = TREE, f"the working tree (HEAD {revision}, with whatever is uncommitted)"
+        print(f"service from {what}", flush=True)
+        return await _run(args, source)
+
+
+async def _run(args: argparse.Namespace, source: Path) -> int:
     pg = None
     admin = args.postgres_url or None
     if (args.backend == "postgresql" or args.stall) and admin is None:
@@ -85,7 +105,8 @@ async def main(args: argparse.Namespace) -> int:
                   f"recording stalled {args.record_stall} s, handling {args.handling_stall} s", flush=True)
             stalled = await run_stall(admin, budget=budget, record_stall=args.record_stall,
                                       handling_stall=args.handling_stall, timeout=timeout,
-                                      retry_interval=interval, retries=args.retries, keep=args.keep)
+                                      retry_interval=interval, retries=args.retries, keep=args.keep,
+                                      source=source, workers=args.workers)
             print("\n".join(stalled.lines()))
             failures = stalled.report.failures
         else:
@@ -95,7 +116,7 @@ async def main(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency, mode=args.mode, budget=args.budget, kills=args.kills,
                 kill_mode=args.kill_mode, outage_at=args.outage_at if args.outage else None,
                 outage_seconds=args.outage, pool_size=args.pool_size, pool_timeout=args.pool_timeout,
-                retries=args.retries, retry_interval=args.retry_interval, timeout=args.timeout)
+                retries=args.retries, retry_interval=args.retry_interval, timeout=args.timeout, source=source)
             started = time.monotonic()
             outcome = await run_scenario(scenario, admin_url=admin, pg=pg, keep=args.keep,
                                          progress=lambda m: print(f"[{time.monotonic() - started:6.1f} s] {m}",
