@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlmodel import select
 
 from bot.areas import AreaDirectory
+from bot.dialogs.advice import EmergencyGuide
 from bot.inbox import Inbox
 from bot.routes import CALLBACK, INBOX, setup_routes
 from bot.scheduler import start_scheduler
@@ -22,6 +23,7 @@ from bot.wechat.callback import WeChatCallback
 from bot.wechat.client import WeChatClient
 from bot.wechat.outbox import OutboxSender
 from bot.workflow import Workflow
+from nlp.intent import IntentClassifier
 from nlp.router import Router
 from storage import migrate, seed
 from storage.db import Database
@@ -69,6 +71,8 @@ async def build_services(settings: Settings, db: Database, http: aiohttp.ClientS
         outbox=OutboxSender(db, settings.wechat, client),
         staff=staff,
         surveys=load_surveys(settings.config_dir / "surveys"),
+        emergency=EmergencyGuide.load(settings.config_dir / "emergency.toml"),
+        intents=IntentClassifier.from_config(settings.config_dir, router.tagger),
     )
 
 

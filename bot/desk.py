@@ -60,35 +60,44 @@ async def act(services: Services, number: str, action: str, actor: str, note: st
         raise DeskError(f"没有分类 {category}（分类代码见 config/taxonomy.toml）")
     if area_code and services.areas.nodes.get(area_code) is None:
         raise DeskError(f"没有网格 {area_code}")
-    now = utcnow()
     async with services.db.transaction() as session:
-        ticket = (await session.exec(select(Ticket).where(Ticket.number == number).with_for_update())).first()
-        if ticket is None:
-            raise DeskError(f"没有工单 {number}")
-        before = ticket.status
-        try:
-            after = workflow.target(before, action)
-        except InvalidTransition:
-            raise DeskError(f"工单 {number} 当前为「{workflow.label(before)}」，不能「{workflow.transitions[action].label}」") from None
-        events = [{"ticket_id": ticket.id, "at": now, "action": action, "from_status": before, "to_status": after,
-                   "actor": actor, "note": note}]
-        rerouted = _reroute(services, ticket, category, area_code, actor, now)
-        for event in rerouted:
-            events.append({**event, "from_status": after, "to_status": after})
-        _move(services, ticket, after, now)
-        session.add(ticket)
-        await session.flush()
-        # Whoever must now act is told: dispatchers when it lands in triage, the grid and
-        # department when it is (re)dispatched somewhere new or reopened.
-        queued_anew = after in NOTIFY_ON and (after != before or bool(rerouted))
-        rows = notify_staff(services, ticket) if queued_anew else []
-        if after != before or rerouted:
-            rows += await _resident_updates(services, session, ticket, after, note)
-        connection = await session.connection()
-        await connection.execute(insert(TicketEvent), events)
-        await insert_rows(connection, rows)
-    if rows:
+        done = await act_in(services, session, number, action, actor, note, category, area_code)
+    if done.notices:
         services.outbox.kick()
+    return done
+
+
+async def act_in(services: Services, session, number: str, action: str, actor: str,  # type: ignore[no-untyped-def]
+                 note: str | None = None, category: str | None = None, area_code: str | None = None) -> Done:
+    """`act` inside the caller's transaction (e.g. a resident's answer handled with its
+    message); the caller commits and kicks the outbox."""
+    workflow = services.workflow
+    now = utcnow()
+    ticket = (await session.exec(select(Ticket).where(Ticket.number == number).with_for_update())).first()
+    if ticket is None:
+        raise DeskError(f"没有工单 {number}")
+    before = ticket.status
+    try:
+        after = workflow.target(before, action)
+    except InvalidTransition:
+        raise DeskError(f"工单 {number} 当前为「{workflow.label(before)}」，不能「{workflow.transitions[action].label}」") from None
+    events = [{"ticket_id": ticket.id, "at": now, "action": action, "from_status": before, "to_status": after,
+               "actor": actor, "note": note}]
+    rerouted = _reroute(services, ticket, category, area_code, actor, now)
+    for event in rerouted:
+        events.append({**event, "from_status": after, "to_status": after})
+    _move(services, ticket, after, now)
+    session.add(ticket)
+    await session.flush()
+    # Whoever must now act is told: dispatchers when it lands in triage, the grid and
+    # department when it is (re)dispatched somewhere new or reopened.
+    queued_anew = after in NOTIFY_ON and (after != before or bool(rerouted))
+    rows = notify_staff(services, ticket) if queued_anew else []
+    if after != before or rerouted:
+        rows += await _resident_updates(services, session, ticket, after, note)
+    connection = await session.connection()
+    await connection.execute(insert(TicketEvent), events)
+    await insert_rows(connection, rows)
     recategorized = any(e["action"] == RECATEGORIZE for e in rerouted)
     return Done(number, before, after, ticket.category, ticket.area_code, recategorized, len(rows))
 

@@ -8,12 +8,15 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.dialogs.drafts import expire_drafts
 from bot.inbox import Inbox
 from bot.retrain import ModelWatch, retrain_job
 from bot.services import Services
 
 OUTBOX_SWEEP_SECONDS = 30
 INBOX_SWEEP_JOB = "inbox-sweep"
+DRAFT_SWEEP_JOB = "draft-expiry"
+DRAFT_SWEEP_SECONDS = 60
 RETRAIN_JOB = "router-retrain"
 MODEL_WATCH_JOB = "router-model-watch"
 MODEL_WATCH_SECONDS = 60
@@ -24,6 +27,9 @@ def start_scheduler(services: Services, inbox: Inbox) -> AsyncIOScheduler:
     # Deliveries left undone by a crash or an error: at start, then every few seconds.
     scheduler.add_job(inbox.sweep, "interval", seconds=services.settings.intake.sweep_seconds, id=INBOX_SWEEP_JOB,
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    # Drafts past [dialog] timeout_minutes: kept for a day, the resident told at once.
+    scheduler.add_job(expire_drafts, "interval", args=[services], seconds=DRAFT_SWEEP_SECONDS, id=DRAFT_SWEEP_JOB,
+                      max_instances=1, coalesce=True)
     scheduler.add_job(services.outbox.deliver_pending, "interval", seconds=OUTBOX_SWEEP_SECONDS,
                       id="outbox-sweep", max_instances=1, coalesce=True)
     # Nightly: a new learned-router version from closed and re-categorised tickets.

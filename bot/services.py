@@ -8,12 +8,14 @@ import aiohttp
 from aiohttp import web
 
 from bot.areas import AreaDirectory
+from bot.dialogs.advice import EmergencyGuide
 from bot.settings import Settings
 from bot.sla import SlaPolicy
 from bot.tasks import BackgroundTasks
 from bot.wechat.client import WeChatClient
 from bot.wechat.outbox import OutboxSender
 from bot.workflow import Workflow
+from nlp.intent import IntentClassifier
 from nlp.router import Router
 from storage.db import Database
 from storage.models import Staff
@@ -34,6 +36,8 @@ class Services:
     outbox: OutboxSender
     staff: list[Staff]  # active staff, loaded at start (they change through admin actions)
     surveys: dict[str, Survey]  # questionnaires from config/surveys/, validated at start
+    emergency: EmergencyGuide  # advice per danger, config/emergency.toml
+    intents: IntentClassifier  # what a resident's text wants, config/intents.toml
 
 
 SERVICES = web.AppKey("services", Services)

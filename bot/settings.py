@@ -91,6 +91,13 @@ class DialogSettings:
 
 
 @dataclass(frozen=True)
+class HotlineSettings:
+    number: str = "12345"
+    hours: str = "08:30-17:30"  # local time, working days (the Chinese calendar of config/sla.toml)
+    notify_role: str = "dispatcher"  # who is told, inside service hours, that a resident asks for a person
+
+
+@dataclass(frozen=True)
 class IntakeSettings:
     lease_seconds: float = 30.0
     sweep_seconds: float = 5.0
@@ -143,6 +150,7 @@ class Settings:
     wechat: WeChatSettings = field(default_factory=WeChatSettings)
     dialog: DialogSettings = field(default_factory=DialogSettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
+    hotline: HotlineSettings = field(default_factory=HotlineSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)

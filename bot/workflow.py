@@ -17,6 +17,7 @@ class State:
     label: str
     open311: str
     sla_clock: str
+    kind: str  # open / triage / waiting / closed
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,14 @@ class Transition:
 
 
 class Workflow:
-    def __init__(self, states: dict[str, State], transitions: dict[str, Transition], initial: str) -> None:
+    def __init__(self, states: dict[str, State], transitions: dict[str, Transition], initial: str,
+                 resident_reply_action: str = "") -> None:
         self.states = states
         self.transitions = transitions
         self.initial = initial
+        self.resident_reply_action = resident_reply_action
+        if resident_reply_action and resident_reply_action not in transitions:
+            raise ValueError(f"resident_reply_action {resident_reply_action} is not a transition")
         for t in transitions.values():
             unknown = (t.sources | {t.target}) - states.keys()
             if unknown:
@@ -41,11 +46,16 @@ class Workflow:
     def load(cls, path: Path) -> "Workflow":
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
-        states = {s["code"]: State(s["code"], s["label"], s["open311"], s["sla_clock"]) for s in raw["state"]}
+        states = {s["code"]: State(s["code"], s["label"], s["open311"], s["sla_clock"], s["kind"])
+                  for s in raw["state"]}
         transitions = {
             t["action"]: Transition(t["action"], frozenset(t["from"]), t["to"], t["label"]) for t in raw["transition"]
         }
-        return cls(states, transitions, raw["initial"])
+        return cls(states, transitions, raw["initial"], raw.get("resident_reply_action", ""))
+
+    def states_of_kind(self, kind: str) -> tuple[str, ...]:
+        """State codes of one kind, e.g. states_of_kind("waiting"); sorted, for stable SQL."""
+        return tuple(sorted(code for code, state in self.states.items() if state.kind == kind))
 
     def label(self, status: str) -> str:
         state = self.states.get(status)

@@ -16,14 +16,12 @@ from bot.wechat.inbound import BadMessage, Inbound
 from bot.wechat.xmlsafe import XMLRejected, cdata, parse_xml
 from storage.models import Attachment, DialogState, InboundMessage, Resident, Ticket
 from tests import wechat
+from tests.steps import follow
 from tests.conftest import services_of
 
 FENGLIN_GRID_1 = "420199001001001"  # 枫林社区 is community 1, 枫林第一网格 its grid 1
 
 
-async def follow(sender: wechat.Sender, openid: str) -> None:
-    await sender.reply(wechat.event(openid, "subscribe"))
-    await sender.reply(wechat.text(openid, "同意"))
 
 
 async def rows(client: Any, model: type, *where: Any) -> list[Any]:
@@ -242,7 +240,7 @@ async def test_header_fields_that_are_not_one_text_are_400(client, sender, xml):
 async def test_a_location_label_is_cut_to_the_columns_it_fills(client, sender, new_openid):
     openid = new_openid()
     await follow(sender, openid)
-    await sender.reply(wechat.text(openid, "这边有个问题"))
+    await sender.reply(wechat.text(openid, "我要反映个问题"))
     label = "枫" * 301
     assert "位置" in await sender.reply(wechat.location(openid, 30.59, 114.31, label=label))
     await sender.reply(wechat.text(openid, "1"))
@@ -254,7 +252,7 @@ async def test_a_location_label_is_cut_to_the_columns_it_fills(client, sender, n
 async def test_overlong_media_ids_and_urls_are_dropped_and_recognition_cut(client, sender, new_openid):
     openid = new_openid()
     await follow(sender, openid)
-    await sender.reply(wechat.text(openid, "这边有个问题"))
+    await sender.reply(wechat.text(openid, "我要反映个问题"))
     photo = {**wechat.image(openid, media_id="m" * 161), "PicUrl": "http://mmbiz.qpic.cn/" + "p" * 500}
     assert "照片" in await sender.reply(photo)
     assert "语音" in await sender.reply(wechat.voice(openid, recognition="楼道灯坏了" * 100, media_id="v" * 160))

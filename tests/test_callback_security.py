@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import time
 
 from sqlmodel import func, select
 
 from bot.wechat.signing import signature
 from storage.models import InboundMessage, Ticket
+from bot.dialogs import texts
 from tests import wechat
 from tests.conftest import services_of
 
@@ -144,10 +147,12 @@ async def test_control_characters_and_cdata_terminator_survive_round_trip(client
     openid = new_openid()
     await s.reply(wechat.event(openid, "subscribe"))
     await s.reply(wechat.text(openid, "同意"))
-    nasty = "这事]]><xml>说不清\x01\x02\x1f 已经]]>三天"
-    reply = await s.reply(wechat.text(openid, nasty))
-    assert "这事]]><xml>说不清 已经]]>三天" in reply  # quoted back intact, minus the control characters
-    assert "\x01" not in reply
+    nasty = "幸福里小区3号楼电梯坏了]]><xml>说不清\x01\x02\x1f 已经]]>三天"
+    created = await s.reply(wechat.text(openid, nasty))
+    number = re.search(r"\d{8}-\d{4}", created).group(0)  # type: ignore[union-attr]
+    detail = await s.reply(wechat.text(openid, number))
+    assert "内容：幸福里小区3号楼电梯坏了]]><xml>说不清 已经]]>三天\n" in detail  # intact, minus control characters
+    assert "\x01" not in detail
 
 
 async def test_unknown_message_and_event_types_get_success(client, sender, new_openid):
@@ -164,7 +169,7 @@ async def test_compatible_mode_trusts_only_the_encrypted_copy(client, new_openid
     openid = new_openid()
     await s.reply(wechat.event(openid, "subscribe"))
     await s.reply(wechat.text(openid, "同意"))
-    real = wechat.text(openid, "这事说不清楚")
+    real = wechat.text(openid, "小区门口的路灯坏了")
     query = s.signed_query()
     envelope = wechat.parse_xml(s.crypto.encrypt(wechat.xml_of(real), query["nonce"], query["timestamp"]))
     forged_plaintext = {**real, "Content": "查询", "FromUserName": "o-somebody-else"}
@@ -173,7 +178,7 @@ async def test_compatible_mode_trusts_only_the_encrypted_copy(client, new_openid
                                                 "msg_signature": envelope["MsgSignature"]}, data=body)
     assert resp.status == 200
     reply = s.decode(await resp.text())
-    assert "这事说不清楚" in reply  # the draft of the encrypted message, not a 查询 listing
+    assert reply == texts.ASK_PLACE  # the draft of the encrypted message asks where; 查询 would list tickets
 
 
 async def test_plaintext_is_refused_when_encryption_is_required(aiohttp_client, settings, new_openid):

@@ -18,6 +18,7 @@ from bot.routes import INBOX
 from bot.scheduler import MODEL_WATCH_JOB, start_scheduler
 from storage.models import Outbox, Ticket, TicketEvent
 from tests import wechat
+from tests.steps import follow as resident, messages_to, report, ticket_by_number
 from tests.conftest import services_of
 
 NUMBER = re.compile(r"\d{8}-\d{4}")
@@ -47,31 +48,12 @@ async def minyi(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, st
     return code, captured.out, captured.err
 
 
-async def report(sender: wechat.Sender, openid: str, text: str) -> str:
-    """The ticket number; a report too vague for one message is submitted with 「1」."""
-    reply = await sender.reply(wechat.text(openid, text))
-    if not NUMBER.search(reply):
-        reply = await sender.reply(wechat.text(openid, "1"))
-    found = NUMBER.search(reply)
-    assert found, reply
-    return found.group(0)
 
 
-async def resident(sender: wechat.Sender, openid: str) -> str:
-    await sender.reply(wechat.event(openid, "subscribe"))
-    await sender.reply(wechat.text(openid, "同意"))
-    return openid
 
 
-async def ticket_by_number(client: Any, number: str) -> Ticket:
-    async with services_of(client).db.session() as s:
-        return (await s.exec(select(Ticket).where(Ticket.number == number))).one()
 
 
-async def messages_to(client: Any, openid: str) -> list[str]:
-    async with services_of(client).db.session() as s:
-        rows = (await s.exec(select(Outbox).where(Outbox.openid == openid).order_by(col(Outbox.id)))).all()
-    return [row.payload["content"] for row in rows]
 
 
 async def test_a_reroute_moves_the_ticket_and_tells_everyone(client, sender, new_openid, cli_env, capsys):

@@ -15,6 +15,7 @@ from sqlmodel import select
 from nlp import similarity
 from storage.models import Outbox, Ticket, TicketEvent
 from tests import wechat
+from tests.steps import follow
 from tests.conftest import services_of
 
 NUMBER = re.compile(r"\d{8}-\d{4}")
@@ -95,9 +96,6 @@ def test_short_or_missing_text_has_no_signature():
 
 # --- tickets, end to end --------------------------------------------------------------
 
-async def follow(sender: wechat.Sender, openid: str) -> None:
-    await sender.reply(wechat.event(openid, "subscribe"))
-    await sender.reply(wechat.text(openid, "同意"))
 
 
 async def in_grid_1(sender: wechat.Sender, openid: str) -> None:

@@ -10,14 +10,12 @@ from sqlmodel import func, select
 from bot.app import create_app
 from storage.models import DialogState, InboundMessage, Ticket
 from tests import wechat
+from tests.steps import follow as consented
 from tests.conftest import services_of
 
 COMPLAINT = "桃源新村5栋楼道里有人用飞线给电动车充电，电线从四楼拉下来，很危险"
 
 
-async def consented(sender: wechat.Sender, openid: str) -> None:
-    await sender.reply(wechat.event(openid, "subscribe"))
-    await sender.reply(wechat.text(openid, "同意"))
 
 
 async def count(client, model, **where) -> int:  # type: ignore[no-untyped-def]

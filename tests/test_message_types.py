@@ -15,14 +15,14 @@ from tests.conftest import services_of
 GRID_CENTER = (30.59, 114.31)  # inside 枫林第一网格
 
 CASES = {
-    "text": (lambda o: wechat.text(o, "你好"), "收到"),
+    "text": (lambda o: wechat.text(o, "你好"), "您好！我是"),  # a greeting is answered, never drafted
     "image": (lambda o: wechat.image(o), "照片"),
-    "voice+recognition": (lambda o: wechat.voice(o, "我要反映一下小区门口"), "收到"),
+    "voice+recognition": (lambda o: wechat.voice(o, "我要反映一下小区门口"), "什么问题"),  # guided report
     "voice": (lambda o: wechat.voice(o), "语音"),
     "video": (lambda o: wechat.video(o, "video"), "视频"),
     "shortvideo": (lambda o: wechat.video(o, "shortvideo"), "小视频"),
     "location": (lambda o: wechat.location(o, *GRID_CENTER, label="枫林路1号"), "枫林第一网格"),
-    "link": (lambda o: wechat.link(o, "小区公告"), "收到"),
+    "link": (lambda o: wechat.link(o, "小区公告"), "什么问题"),
     "subscribe": (lambda o: wechat.event(o, "subscribe"), "欢迎关注"),
     "subscribe+qrscene": (lambda o: wechat.event(o, "subscribe", EventKey="qrscene_grid_420199002001001",
                                                  Ticket="TICKET"), "幸福里第一网格"),

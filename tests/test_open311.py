@@ -14,6 +14,7 @@ from sqlmodel import select
 from bot.settings import CONFIG_DIR
 from storage.models import Area, Ticket
 from tests import wechat
+from tests.steps import follow
 from tests.conftest import services_of
 
 NUMBER = re.compile(r"\d{8}-\d{4}")
@@ -22,9 +23,6 @@ ELEVATOR = "幸福里小区3号楼的电梯坏了三天了，老人下不了楼"
 FUMES = "枫林小区楼下的烧烤摊油烟太大了，每天晚上熏得窗户都不能开"
 
 
-async def follow(sender: wechat.Sender, openid: str) -> None:
-    await sender.reply(wechat.event(openid, "subscribe"))
-    await sender.reply(wechat.text(openid, "同意"))
 
 
 async def report(sender: wechat.Sender, openid: str, text: str) -> str:

@@ -10,20 +10,16 @@ from sqlmodel import select
 
 from bot.clock import utcnow
 from storage.models import Attachment, DialogState, Outbox, Resident, Ticket, TicketEvent
+from bot.dialogs import texts
 from tests import wechat
+from tests.steps import follow, tickets_of
 from tests.conftest import services_of
 
 NUMBER = re.compile(r"\d{8}-\d{4}")
 
 
-async def follow(sender: wechat.Sender, openid: str) -> None:
-    await sender.reply(wechat.event(openid, "subscribe"))
-    await sender.reply(wechat.text(openid, "同意"))
 
 
-async def tickets_of(client, openid: str) -> list[Ticket]:  # type: ignore[no-untyped-def]
-    async with services_of(client).db.session() as s:
-        return list((await s.exec(select(Ticket).where(Ticket.openid == openid).order_by(Ticket.id))).all())
 
 
 async def test_one_message_that_says_enough_becomes_a_routed_ticket(client, sender, new_openid):
@@ -44,12 +40,15 @@ async def test_one_message_that_says_enough_becomes_a_routed_ticket(client, send
 async def test_multi_turn_report_with_photo_and_location(client, sender, new_openid):
     openid = new_openid()
     await follow(sender, openid)
-    first = await sender.reply(wechat.text(openid, "这边有个问题"))
-    assert "回复「1」提交" in first
+    first = await sender.reply(wechat.text(openid, "我要反映个问题"))
+    assert first == texts.ASK_PROBLEM  # guided: what is the problem?
     assert await tickets_of(client, openid) == []
     assert "照片" in await sender.reply(wechat.image(openid, media_id="m-photo"))
-    assert "位置" in await sender.reply(wechat.location(openid, 30.565, 114.335, label="锦绣路"))
-    assert "文字" in await sender.reply(wechat.text(openid, "路面塌了一个大坑，井盖也没了"))
+    located = await sender.reply(wechat.location(openid, 30.565, 114.335, label="锦绣路"))
+    assert located == texts.DRAFT_ADDED.format(kind="位置")
+    summary = await sender.reply(wechat.text(openid, "路面有一个大坑，井盖也没了"))
+    assert summary.startswith("请确认：") and "大坑" in summary
+    assert "地点：西山街道 桃源社区 桃源第二网格" in summary
     done = await sender.reply(wechat.text(openid, "1"))
     assert NUMBER.search(done)
     [ticket] = await tickets_of(client, openid)
@@ -78,7 +77,7 @@ async def test_photo_right_after_a_ticket_is_added_to_it(client, sender, new_ope
 async def test_cancel_drops_the_draft(client, sender, new_openid):
     openid = new_openid()
     await follow(sender, openid)
-    await sender.reply(wechat.text(openid, "有点事想说"))
+    await sender.reply(wechat.text(openid, "我要反映个事"))
     assert "已取消" in await sender.reply(wechat.text(openid, "取消"))
     assert await tickets_of(client, openid) == []
 
@@ -86,7 +85,7 @@ async def test_cancel_drops_the_draft(client, sender, new_openid):
 async def test_a_stale_draft_expires_with_a_notice(client, sender, new_openid):
     openid = new_openid()
     await follow(sender, openid)
-    await sender.reply(wechat.text(openid, "有点事想说"))
+    await sender.reply(wechat.text(openid, "我要反映个事"))
     async with services_of(client).db.transaction() as s:
         await s.exec(update(DialogState).where(DialogState.openid == openid)
                      .values(updated_at=utcnow() - timedelta(hours=2)))
@@ -117,7 +116,8 @@ async def test_status_query_lists_own_tickets_and_shows_detail(client, sender, n
     detail = await sender.reply(wechat.text(openid, number))
     assert "办理记录" in detail and "已受理" in detail
     # Someone else's number reveals nothing.
-    assert "没有找到" in await sender.reply(wechat.text(other, number))
+    assert await sender.reply(wechat.text(other, number)) == texts.OTHERS_TICKET
+    assert await sender.reply(wechat.text(other, "20200101-9999")) == texts.OTHERS_TICKET  # same answer
     menu = await sender.reply(wechat.event(openid, "CLICK", EventKey="MY_TICKETS"))
     assert number in menu
 
@@ -153,7 +153,7 @@ async def test_extra_urgent_report_is_created_at_once_and_raises_a_red_warning(c
     openid = new_openid()
     await follow(sender, openid)
     reply = await sender.reply(wechat.text(openid, "着火了 枫林小区2栋"))
-    assert "110" in reply and NUMBER.search(reply)
+    assert reply.startswith("发生火情，请立即拨打119！") and "不要乘电梯" in reply and NUMBER.search(reply)
     [ticket] = await tickets_of(client, openid)
     assert ticket.urgency == "特急"
     async with services_of(client).db.session() as s:

@@ -18,14 +18,12 @@ from bot.dialogs import texts
 from bot.routes import INBOX
 from storage.models import InboundMessage, Outbox, Ticket
 from tests import wechat
+from tests.steps import follow as consented, tickets_of
 from tests.conftest import services_of
 
 COMPLAINT = "幸福里小区3号楼的电梯坏了三天了，老人下不了楼"
 
 
-async def consented(sender: wechat.Sender, openid: str) -> None:
-    await sender.reply(wechat.event(openid, "subscribe"))
-    await sender.reply(wechat.text(openid, "同意"))
 
 
 async def record_of(client: Any, message: dict[str, Any]) -> InboundMessage:
@@ -34,9 +32,6 @@ async def record_of(client: Any, message: dict[str, Any]) -> InboundMessage:
             InboundMessage.dedupe_key == f"m:{message['MsgId']}"))).one()
 
 
-async def tickets_of(client: Any, openid: str) -> list[Ticket]:
-    async with services_of(client).db.session() as s:
-        return list((await s.exec(select(Ticket).where(Ticket.openid == openid))).all())
 
 
 async def outbox_texts(client: Any, openid: str) -> list[str]:

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import utcnow
-from bot.dialogs import texts
+from bot.dialogs import drafts
 from bot.dialogs.registry import EXPIRING_STATES, SHORT_STATES, find_handler
 from bot.dialogs.session import IDLE, Session
 from bot.services import Services
@@ -59,8 +59,7 @@ def _expire(session: Session) -> None:
     age = session.now - session.dialog.updated_at
     timeout = session.settings.dialog.timeout_minutes
     if session.state in EXPIRING_STATES and age > timedelta(minutes=timeout):
-        session.notices.append(texts.DRAFT_EXPIRED.format(minutes=timeout))
-        session.reset()
+        session.notices.append(drafts.expire_now(session, timeout))  # a draft is kept for a day
     elif session.state in SHORT_STATES and age > timedelta(minutes=SHORT_STATES[session.state]):
         session.reset()
 

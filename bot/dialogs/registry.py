@@ -6,13 +6,20 @@ the reply text, or None for a bare 'success'. Lookup order for a message:
   2. STEPS: (dialog state, message type) while a dialog is under way
   3. MESSAGES: message type or event; menu clicks go through MENU_KEYS
 Anything not listed gets 'success'.
+
+Free text and voice are *understood* first (`understand`, `understand_in_draft`):
+a danger happening now becomes a ticket and a red warning before anything else
+(bot/dialogs/emergency.py); then the intent classifier (nlp/intent.py,
+config/intents.toml) says what the resident wants and INTENTS says who answers —
+or, while a draft is open, ASIDES answers without touching the draft.
 """
 
 from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from bot.dialogs import binding, events, report, status, texts, welcome
+from bot.dialogs import binding, chat, emergency, events, followup, report, status, texts, welcome
+from bot.dialogs.choices import parse_choice
 from bot.dialogs.session import Session
 from bot.wechat.inbound import Inbound
 
@@ -33,6 +40,103 @@ async def menu_click(msg: Inbound, session: Session) -> str | None:
     return await handler(msg, session) if handler else None
 
 
+async def understand(msg: Inbound, session: Session) -> str | None:
+    """Free text or voice: emergencies first, then what the resident wants."""
+    routing = emergency.danger(msg.content, session)
+    if routing is not None:
+        return await emergency.report_now(msg, session, routing)
+    if session.state == emergency.AWAITING_LOCATION:
+        placed = await emergency.place_named(msg, session)
+        if placed is not None:
+            return placed
+        session.reset()
+    result = session.services.intents.classify(msg.content)
+    if result.alternatives:
+        return _ask_which(msg, session, (result.intent, *result.alternatives))
+    if result.intent in ANSWER_INTENTS:  # a ticket waiting for the resident takes it as the answer
+        answered = await followup.answer_if_waiting(msg, session)
+        if answered is not None:
+            return answered
+    return await INTENTS[result.intent](msg, session)
+
+
+async def understand_in_draft(msg: Inbound, session: Session) -> str | None:
+    """Text while a draft is open: asides are answered and the draft kept; the rest is draft text."""
+    routing = emergency.danger(msg.content, session)
+    if routing is not None:
+        return await emergency.report_now(msg, session, routing)
+    aside = ASIDES.get(session.services.intents.classify(msg.content).intent)
+    if aside is None:
+        return await report.draft_text(msg, session)
+    reply = await aside(msg, session)
+    return f"{reply}\n{texts.DRAFT_HELD}" if session.state == report.DRAFTING and reply else reply
+
+
+def _ask_which(msg: Inbound, session: Session, codes: tuple[str, ...]) -> str:
+    """Two intents are close: one short question with numbered choices."""
+    classifier = session.services.intents
+    options = "\n".join(f"{i}. {classifier.label(code)}" for i, code in enumerate(codes, 1))
+    session.goto(CHOOSING_INTENT, codes=list(codes), text=msg.content, kind=msg.msg_type,
+                 fields={k: v for k, v in msg.fields.items() if isinstance(v, str)})
+    return texts.CHOOSE_INTENT.format(options=options)
+
+
+async def intent_chosen(msg: Inbound, session: Session) -> str | None:
+    codes = session.data.get("codes", [])
+    choice = parse_choice(msg.content, len(codes))
+    if choice is None:  # not an answer to the question: understood afresh
+        session.reset()
+        return await understand(msg, session)
+    original = Inbound(msg.account, msg.openid, msg.create_time, session.data.get("kind", "text"), "", msg.msg_id,
+                       session.data.get("fields") or {})
+    session.reset()
+    return await INTENTS[codes[choice - 1]](original, session)
+
+
+async def media(msg: Inbound, session: Session) -> str | None:
+    """Photo, video, link from an idle resident: the answer to a waiting ticket, else a report."""
+    answered = await followup.answer_if_waiting(msg, session)
+    return answered if answered is not None else await report.on_media(msg, session)
+
+
+async def voice(msg: Inbound, session: Session) -> str | None:
+    """Voice with recognised text is understood like text; without, it is a recording."""
+    return await understand(msg, session) if msg.content else await media(msg, session)
+
+
+async def location(msg: Inbound, session: Session) -> str | None:
+    answered = await followup.answer_if_waiting(msg, session)
+    return answered if answered is not None else await report.on_location(msg, session)
+
+
+async def supplement(msg: Inbound, session: Session) -> str | None:
+    """「补充一下…」: onto the open ticket; with none open it is a report."""
+    added = await followup.supplement_text(msg, session)
+    return added if added is not None else await report.on_report(msg, session)
+
+
+CHOOSING_INTENT = "choosing_intent"
+
+# What free text wants (the intent codes of config/intents.toml) → who answers.
+INTENTS: dict[str, Handler] = {
+    "greeting": chat.greet,
+    "thanks": chat.thanks,
+    "goodbye": chat.goodbye,
+    "help": help_text,
+    "human": chat.human,
+    "status": status.query,
+    "urge": followup.urge,
+    "cancel": report.cancel,
+    "supplement": supplement,
+    "nonsense": chat.no_substance,
+    "report": report.on_report,
+}
+# Intents whose text is the answer when one of the resident's tickets waits for them.
+ANSWER_INTENTS = frozenset({"report", "supplement"})
+# While a draft is open these are answered aside (the draft kept); anything else is draft text.
+ASIDES: dict[str, Handler] = {code: INTENTS[code] for code in
+                              ("greeting", "thanks", "goodbye", "help", "human", "status", "cancel", "nonsense")}
+
 COMMANDS: dict[str, Handler] = {
     "取消": report.cancel,
     "查询": status.my_tickets,
@@ -48,13 +152,14 @@ COMMANDS: dict[str, Handler] = {
     "删除我的数据": welcome.delete_my_data,
     "绑定": binding.start,
     "绑定网格": binding.start,
+    "继续": report.resume,
 }
 
 # Words that submit a draft.
 SUBMIT_WORDS = frozenset({"1", "１", "提交", "确认", "确定", "是"})
 
 STEPS: dict[tuple[str, str], Handler] = {
-    (report.DRAFTING, "text"): report.draft_text,
+    (report.DRAFTING, "text"): understand_in_draft,
     (report.DRAFTING, "voice"): report.draft_media,
     (report.DRAFTING, "image"): report.draft_media,
     (report.DRAFTING, "video"): report.draft_media,
@@ -68,16 +173,19 @@ STEPS: dict[tuple[str, str], Handler] = {
     (report.AFTER_TICKET, "location"): report.supplement,
     ("choosing_community", "text"): binding.choose_community,
     ("choosing_grid", "text"): binding.choose_grid,
+    (CHOOSING_INTENT, "text"): intent_chosen,
+    (followup.CHOOSING_TICKET, "text"): followup.ticket_chosen,
+    (emergency.AWAITING_LOCATION, "location"): emergency.location_given,
 }
 
 MESSAGES: dict[str, Handler] = {
-    "text": report.on_text,
-    "voice": report.on_media,
-    "image": report.on_media,
-    "video": report.on_media,
-    "shortvideo": report.on_media,
-    "link": report.on_media,
-    "location": report.on_location,
+    "text": understand,
+    "voice": voice,
+    "image": media,
+    "video": media,
+    "shortvideo": media,
+    "link": media,
+    "location": location,
     "event:subscribe": welcome.on_subscribe,
     "event:unsubscribe": welcome.on_unsubscribe,
     "event:scan": welcome.on_scan,
@@ -99,10 +207,13 @@ MENU_KEYS: dict[str, Handler] = {
     "PRIVACY": welcome.privacy,
 }
 
+# States whose replies are numbers: 「1」 there is a choice, not 提交.
+NUMBERED_STATES = frozenset({"choosing_community", "choosing_grid", CHOOSING_INTENT, followup.CHOOSING_TICKET})
 # Dialog states that expire after [dialog] timeout_minutes, telling the resident.
 EXPIRING_STATES = frozenset({report.DRAFTING, "consent", "choosing_community", "choosing_grid"})
 # States that end silently after a few minutes.
-SHORT_STATES = {report.AFTER_TICKET: 10}
+SHORT_STATES = {report.AFTER_TICKET: 10, CHOOSING_INTENT: 10, followup.CHOOSING_TICKET: 10,
+                emergency.AWAITING_LOCATION: 60}
 
 
 def find_handler(msg: Inbound, state: str) -> Handler | None:
@@ -110,8 +221,8 @@ def find_handler(msg: Inbound, state: str) -> Handler | None:
         words = msg.content.strip().rstrip("。.!！")
         if words in COMMANDS:
             return COMMANDS[words]
-        if state == report.DRAFTING and words in SUBMIT_WORDS:
-            return report.submit
+        if words in SUBMIT_WORDS and state not in NUMBERED_STATES:
+            return report.submit if state == report.DRAFTING else report.nothing_to_submit
         if msg.msg_type == "text" and status.TICKET_NUMBER.fullmatch(words):
             return my_ticket_by_number
     step = STEPS.get((state, msg.msg_type))

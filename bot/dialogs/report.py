@@ -19,13 +19,14 @@ DRAFTING = "drafting"
 AFTER_TICKET = "after_ticket"  # media sent right after a ticket is added to it
 RECENT_LOCATION = timedelta(minutes=10)
 SUMMARY_CHARS = 60
+SAVED_DRAFT_KEPT = timedelta(days=1)  # a draft that timed out can be resumed (「继续」) this long
 
 
 def _summary(text: str) -> str:
     return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS] + "…"
 
 
-def _evidence_of(msg: Inbound) -> Evidence | None:
+def evidence_of(msg: Inbound) -> Evidence | None:
     kind = msg.msg_type
     if kind == "image":
         return Evidence(kind, media_id=msg.text("MediaId") or None, url=msg.text("PicUrl") or None)
@@ -56,15 +57,53 @@ async def begin(text: str, session: Session, evidence: Evidence | None = None) -
     if location:
         items.append(Evidence("location", lat=location[0], lng=location[1]).to_dict())
     routing = session.services.router.route(text, location, session.resident.home_area_code)
-    says_enough = len(text) >= session.settings.dialog.oneshot_min_chars and routing.known_problem \
-        and routing.confidence >= session.services.router.threshold
-    if routing.urgency == "特急" or says_enough:
+    if routing.urgency == _highest(session) or _says_enough(session, text, routing):
         session.goto(DRAFTING, texts=[text], evidence=items)
         return await submit(None, session, routing)
-    session.goto(DRAFTING, texts=[text] if text else [], evidence=items)
+    # An opener with no substance (「我要投诉」「我要反映个事」) starts the draft but is not its text.
+    substantive = bool(text) and session.services.intents.classify(text).substantive
+    session.goto(DRAFTING, texts=[text] if substantive else [], evidence=items)
     if not text and evidence:
         return texts.DRAFT_MEDIA_STARTED.format(kind=texts.MEDIA_KIND.get(evidence.kind, "内容"))
-    return texts.DRAFT_STARTED.format(summary=_summary(text))
+    return _next_question(session, routing if substantive else None)
+
+
+def _says_enough(session: Session, text: str, routing: Routing) -> bool:
+    """One message that names a known problem, confidently, and where: a ticket at once."""
+    return (len(text) >= session.settings.dialog.oneshot_min_chars and routing.known_problem
+            and routing.confidence >= session.services.router.threshold and routing.area_code is not None)
+
+
+def _next_question(session: Session, routing: Routing | None) -> str:
+    """Guided report: ask for what routing still lacks, one question at a time (each once),
+    then a summary to confirm."""
+    data = session.data
+    if (routing is None or not routing.known_problem) and not data.get("asked_problem"):
+        session.update(asked_problem=True)
+        return texts.ASK_PROBLEM
+    if routing is not None and routing.area_code is None and not data.get("asked_place"):
+        session.update(asked_place=True)
+        return texts.ASK_PLACE
+    description = "，".join(t for t in data.get("texts", []) if t)
+    if routing is None:  # only attachments so far
+        evidence = data.get("evidence") or []
+        if not evidence:
+            return texts.DRAFT_EMPTY
+        return texts.DRAFT_MEDIA_STARTED.format(kind=texts.MEDIA_KIND.get(evidence[-1].get("kind"), "内容"))
+    place = session.services.areas.full_name(routing.area_code) or texts.PLACE_UNKNOWN
+    if routing.place:
+        place = f"{place}（{routing.place}）" if routing.area_code else routing.place
+    category = session.services.router.taxonomy.label(routing.category) if routing.known_problem else "待人工分类"
+    return texts.DRAFT_SUMMARY.format(category=category, place=place, summary=_summary(description))
+
+
+def _draft_routing(session: Session) -> Routing | None:
+    parts = [t for t in session.data.get("texts", []) if t]
+    if not parts:
+        return None
+    locations = [e for e in session.data.get("evidence", []) if e.get("kind") == "location" and e.get("lat") is not None]
+    location = (locations[-1]["lat"], locations[-1]["lng"]) if locations else None
+    return session.services.router.route("\n".join(parts), location, session.resident.home_area_code)
 
 
 async def on_text(msg: Inbound, session: Session) -> str:
@@ -74,8 +113,8 @@ async def on_text(msg: Inbound, session: Session) -> str:
 async def on_media(msg: Inbound, session: Session) -> str:
     """Photo, voice, video or link from an idle resident: attach to a fresh ticket or start a draft."""
     if msg.msg_type == "voice" and msg.content:
-        return await begin(msg.content, session, _evidence_of(msg))
-    evidence = _evidence_of(msg)
+        return await begin(msg.content, session, evidence_of(msg))
+    evidence = evidence_of(msg)
     if evidence is None:
         return texts.UNKNOWN_MESSAGE
     if msg.msg_type == "link" and evidence.label:
@@ -106,21 +145,46 @@ async def draft_text(msg: Inbound, session: Session) -> str:
     if session.data.get("emergency") and text:
         session.update(texts=[*session.data.get("texts", []), text])
         return await submit(msg, session)
-    session.update(texts=[*session.data.get("texts", []), text] if text else session.data.get("texts", []))
-    if len(session.data.get("texts", [])) == 1 and not session.data.get("evidence"):
-        return texts.DRAFT_STARTED.format(summary=_summary(text))
-    return texts.DRAFT_ADDED.format(kind=texts.MEDIA_KIND["text"])
+    if text:
+        session.update(texts=[*session.data.get("texts", []), text])
+    return _next_question(session, _draft_routing(session))
 
 
 async def draft_media(msg: Inbound, session: Session) -> str:
-    evidence = _evidence_of(msg)
+    evidence = evidence_of(msg)
     if evidence is None:
         return texts.UNKNOWN_MESSAGE
     update: dict = {"evidence": [*session.data.get("evidence", []), evidence.to_dict()]}
     if msg.msg_type == "voice" and msg.content:
         update["texts"] = [*session.data.get("texts", []), msg.content]
     session.update(**update)
-    return texts.DRAFT_ADDED.format(kind=texts.MEDIA_KIND.get(msg.msg_type, "内容"))
+    kind = texts.MEDIA_KIND.get(msg.msg_type, "内容")
+    routing = _draft_routing(session)
+    if msg.msg_type in ("location", "voice") and routing is not None:  # what routing lacked may have come
+        return f"{texts.MEDIA_RECEIVED.format(kind=kind)}\n{_next_question(session, routing)}"
+    return texts.DRAFT_ADDED.format(kind=kind)
+
+
+async def on_report(msg: Inbound, session: Session) -> str:
+    """The resident reports a problem (intent 'report'): voice keeps its recording."""
+    return await on_media(msg, session) if msg.msg_type == "voice" else await on_text(msg, session)
+
+
+async def resume(msg: Inbound, session: Session) -> str:
+    """「继续」: the draft that timed out (kept for a day) is open again."""
+    saved = session.data.get("saved_draft")
+    if not saved or session.now - datetime.fromisoformat(saved["saved_at"]) > SAVED_DRAFT_KEPT:
+        return texts.NO_SAVED_DRAFT
+    session.goto(DRAFTING, **{k: v for k, v in saved.items() if k != "saved_at"})
+    return texts.DRAFT_RESUMED.format(summary=_summary("，".join(saved.get("texts", [])) or "（附件）"))
+
+
+async def nothing_to_submit(msg: Inbound, session: Session) -> str:
+    """「1」 with no draft under way: said so, never drafted."""
+    saved = session.data.get("saved_draft")
+    if saved and saved.get("texts"):
+        return texts.NOTHING_TO_SUBMIT_SAVED.format(summary=_summary("，".join(saved["texts"])))
+    return texts.NOTHING_TO_SUBMIT
 
 
 async def submit(msg: Inbound | None, session: Session, routing: Routing | None = None) -> str:
@@ -135,8 +199,9 @@ async def submit(msg: Inbound | None, session: Session, routing: Routing | None 
     services = session.services
     if routing is None:
         routing = services.router.route(description, location, session.resident.home_area_code)
-    if session.data.get("emergency") and routing.urgency != "特急":
-        routing = dataclasses.replace(routing, urgency="紧急")
+    levels = services.router.urgency.order
+    if session.data.get("emergency") and services.router.urgency.rank(routing.urgency) < len(levels) - 2:
+        routing = dataclasses.replace(routing, urgency=levels[-2])  # the menu's 紧急求助: at least urgent
     created = await create_ticket(services, session.db, NewTicket(
         openid=session.resident.openid, description=description, routing=routing, location=location,
         address=locations[-1].label if locations else None, evidence=evidence, source_key=session.message_key,
@@ -146,18 +211,24 @@ async def submit(msg: Inbound | None, session: Session, routing: Routing | None 
     session.goto(AFTER_TICKET, ticket_id=ticket.id, number=ticket.number)
     session.after_commit(services.outbox.kick)
     fetch_media(services, session.db, ticket.id or 0, attachments, session.after_commit)
-    return _created_reply(session, created, routing.urgency)
+    return _created_reply(session, created, routing)
 
 
-def _created_reply(session: Session, created: Created, urgency: str) -> str:
+def _highest(session: Session) -> str:
+    """The top urgency level (特急): red warning, advice first."""
+    return session.services.router.urgency.order[-1]
+
+
+def _created_reply(session: Session, created: Created, routing: Routing) -> str:
     services = session.services
     ticket = created.ticket
+    advice = services.emergency.advice_for(routing.urgency_reasons) if routing.urgency == _highest(session) else ""
     if created.duplicate_of is not None:
         # The original is another resident's ticket: the reply names only this resident's own.
         reply = texts.TICKET_DUPLICATE.format(number=ticket.number)
         if created.repeat_of is not None and created.repeat_of.openid == ticket.openid:
             reply += "\n" + texts.REPEAT_LINE.format(original=created.repeat_of.number)
-        return texts.EMERGENCY_ADVICE + "\n" + reply if urgency == "特急" else reply
+        return f"{advice}\n{reply}" if advice else reply
     if ticket.status == "triage":
         routing_line = texts.TRIAGE_LINE
     else:
@@ -168,9 +239,7 @@ def _created_reply(session: Session, created: Created, urgency: str) -> str:
                                         routing_line=routing_line, due=format_local(ticket.response_due_at))
     if created.repeat_of is not None and created.repeat_of.openid == ticket.openid:
         reply += "\n" + texts.REPEAT_LINE.format(original=created.repeat_of.number)
-    if urgency == "特急":
-        reply = texts.EMERGENCY_ADVICE + "\n" + reply
-    return reply
+    return f"{advice}\n{reply}" if advice else reply
 
 
 async def cancel(msg: Inbound, session: Session) -> str:
@@ -183,7 +252,7 @@ async def cancel(msg: Inbound, session: Session) -> str:
 
 async def supplement(msg: Inbound, session: Session) -> str:
     """Photo/location/voice sent just after a ticket was created: add it to that ticket."""
-    evidence = _evidence_of(msg)
+    evidence = evidence_of(msg)
     ticket_id, number = session.data.get("ticket_id"), session.data.get("number")
     if evidence is None or not ticket_id:
         return texts.UNKNOWN_MESSAGE

@@ -7,7 +7,7 @@ import re
 from bot.clock import format_local
 from bot.dialogs import texts
 from bot.dialogs.session import Session
-from bot.tickets import events_of, find_ticket, tickets_of
+from bot.tickets import SYSTEM_ACTOR, events_of, find_ticket, tickets_of
 from bot.wechat.inbound import Inbound
 
 TICKET_NUMBER = re.compile(r"\b(\d{8}-\d{4})\b")
@@ -28,16 +28,26 @@ async def my_tickets(msg: Inbound, session: Session) -> str:
     return "\n".join(lines)
 
 
+async def query(msg: Inbound, session: Session) -> str:
+    """A status question in everyday words: one ticket when it names a number, else the list."""
+    number = session.services.intents.ticket_number(msg.content)
+    return await ticket_detail(number, session) if number else await my_tickets(msg, session)
+
+
 async def ticket_detail(number: str, session: Session) -> str:
     ticket = await find_ticket(session.db, number)
     if ticket is None or ticket.openid != session.resident.openid:
-        return texts.TICKET_NOT_FOUND.format(number=number)
+        # The same answer whether it exists or not: numbers are no key to others' reports.
+        return texts.OTHERS_TICKET
     workflow, taxonomy = session.services.workflow, session.services.router.taxonomy
-    timeline = []
+    timeline, notes = [], []
     for event in await events_of(session.db, ticket.id or 0):
         if event.to_status:
             timeline.append(f"· {format_local(event.at)} {workflow.label(event.to_status)}")
+            if event.note and event.actor not in (SYSTEM_ACTOR, ticket.openid):  # staff's own words
+                notes.append(f"· {event.note}")
     summary = ticket.description if len(ticket.description) <= 80 else ticket.description[:80] + "…"
-    return texts.TICKET_DETAIL.format(number=ticket.number, status=workflow.label(ticket.status),
-                                      category=taxonomy.label(ticket.category), summary=summary,
-                                      timeline="\n".join(timeline))
+    detail = texts.TICKET_DETAIL.format(number=ticket.number, status=workflow.label(ticket.status),
+                                        category=taxonomy.label(ticket.category), summary=summary,
+                                        timeline="\n".join(timeline))
+    return detail + "\n" + texts.TICKET_NOTES.format(notes="\n".join(notes)) if notes else detail

@@ -92,3 +92,40 @@ MEDIA_KIND = {
 }
 
 INTAKE_FAILED = "抱歉，您刚才发送的消息未能处理成功，请稍后重新发送；紧急情况请直接拨打110、119或120。"
+
+# ---------------------------------------------------------------- conversation (intents)
+GREETING = "您好！我是{name}。有什么问题，直接用文字或语音告诉我就行，比如「幸福里3号楼电梯坏了」。".format(name=ACCOUNT_NAME)
+THANKS = "不客气！有新情况随时告诉我们。"
+GOODBYE = "好的，再见！有事随时发消息给我们。"
+NO_SUBSTANCE = "没太看明白您的意思。要反映问题，请说清是什么事、在哪里，比如「幸福里3号楼电梯坏了」；回复「帮助」看怎么用。"
+HUMAN_IN_HOURS = "需要人工服务，请拨打{number}热线（服务时间：工作日{hours}）。已通知值班工作人员，他们会尽快联系您。"
+HUMAN_OUT_OF_HOURS = "需要人工服务，请在工作日{hours}拨打{number}热线。现在是非工作时间，您也可以直接在这里留言，我们上班后第一时间处理。"
+HUMAN_NOTICE = "【转人工】用户 {who} 请求人工服务，请尽快通过公众号或电话联系。"
+CHOOSE_INTENT = "请问您是想：\n{options}\n请回复数字。"
+NOTHING_TO_SUBMIT = "现在没有待提交的内容。要反映问题，请直接发送文字或语音。"
+NOTHING_TO_SUBMIT_SAVED = "您上次没有提交的内容还保存着：\n「{summary}」\n回复「继续」接着填写。"
+OTHERS_TICKET = "只能查询您本人反映的诉求。"
+TICKET_NOTES = "处理说明：\n{notes}"
+
+# Guided report: one question at a time, then a summary to confirm.
+ASK_PROBLEM = "能具体说说是什么问题吗？比如「电梯坏了」「楼下很吵」。\n（回复「1」提交，回复「取消」放弃）"
+ASK_PLACE = "请问是在哪个小区、哪栋楼？也可以直接发送位置。\n（回复「1」提交，回复「取消」放弃）"
+DRAFT_SUMMARY = "请确认：\n类别：{category}\n地点：{place}\n内容：{summary}\n回复「1」提交，回复「取消」放弃，也可以继续补充。"
+PLACE_UNKNOWN = "未说明"
+MEDIA_RECEIVED = "已收到{kind}。"
+DRAFT_HELD = "您正在填写的内容还没有提交。回复「1」提交，回复「取消」放弃。"
+
+# Drafts that time out are kept for a day.
+DRAFT_EXPIRED_KEPT = "您有一条反映没有提交：\n「{summary}」\n内容已为您保存一天，回复「继续」可接着填写并提交。"
+DRAFT_RESUMED = "已恢复您没有提交的内容：\n「{summary}」\n回复「1」提交，也可以继续补充。"
+NO_SAVED_DRAFT = "没有需要继续填写的内容。要反映问题，请直接发送文字或语音。"
+
+# Urges and answers that reach their ticket.
+URGED = "已为您催办工单 {number}（{status}）。\n办理：{handler}\n时限：{due}前\n我们会督促尽快处理。"
+URGE_NOTICE = "【催办】工单 {number} 群众催促办理（第{count}次），请尽快处理。\n内容：{summary}"
+NO_OPEN_TICKET = "您目前没有正在办理的诉求。要反映新问题，请直接发送文字或语音。"
+CHOOSE_TICKET = "您有几件诉求正在办理，请问是哪一件？\n{options}\n请回复数字。"
+ANSWER_ATTACHED = "已将您补充的{kind}转给工单 {number} 的办理人员，谢谢配合。"
+ANSWER_NOTICE = "【群众已补充】工单 {number}：{summary}"
+SUPPLEMENT_ATTACHED = "已将补充内容记入工单 {number}。"
+UNASSIGNED = "区综治中心（正在分派）"

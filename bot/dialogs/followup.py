@@ -1,0 +1,195 @@
+"""What a resident says about a ticket they already have: an urge (催办), an answer
+to a question staff asked (待补充材料), a supplement. Each lands on that ticket as an
+event — never as a new ticket — and whoever handles it is told."""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from bot.clock import format_local
+from bot.desk import act_in
+from bot.dialogs import texts
+from bot.dialogs.choices import parse_choice
+from bot.dialogs.session import Session
+from bot.media import fetch_media
+from bot.tickets import notify_staff
+from bot.wechat.inbound import Inbound
+from storage.models import Attachment, Ticket, TicketEvent
+
+CHOOSING_TICKET = "choosing_ticket"
+OPEN_KINDS = ("open", "triage", "waiting")
+LISTED = 5
+URGE_ACTION = "urge"
+ACCEPT_ACTION = "accept"  # the workflow action (config/workflow.toml) whose actor handles the ticket
+SUPPLEMENT_ACTION = "supplement"
+
+
+def _summary(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+async def open_tickets(session: Session, kinds: tuple[str, ...] = OPEN_KINDS) -> list[Ticket]:
+    """The resident's tickets in states of these kinds, newest first."""
+    workflow = session.services.workflow
+    states = [code for kind in kinds for code in workflow.states_of_kind(kind)]
+    rows = await session.db.exec(select(Ticket).where(Ticket.openid == session.resident.openid,
+                                                      col(Ticket.status).in_(states))
+                                 .order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc()).limit(LISTED))
+    return list(rows.all())
+
+
+async def waiting_tickets(session: Session) -> list[Ticket]:
+    return await open_tickets(session, ("waiting",))
+
+
+def _handler_openids(session: Session, ticket: Ticket, accepted_by: str | None) -> set[str]:
+    """Who handles it: the staff member who accepted it, else whom a new ticket there notifies."""
+    staff = [p for p in session.services.staff if p.openid and p.name == accepted_by]
+    if staff:
+        return {p.openid for p in staff if p.openid}
+    return {row["openid"] for row in notify_staff(session.services, ticket) if row.get("openid")}
+
+
+async def _accepted_by(session: Session, ticket: Ticket) -> str | None:
+    row = (await session.db.exec(select(TicketEvent.actor).where(TicketEvent.ticket_id == ticket.id,
+                                                                 TicketEvent.action == ACCEPT_ACTION)
+                                 .order_by(col(TicketEvent.id).desc()).limit(1))).first()
+    return row
+
+
+def _who_handles(session: Session, ticket: Ticket) -> str:
+    services = session.services
+    if ticket.status in services.workflow.states_of_kind("triage") or not ticket.department:
+        return texts.UNASSIGNED
+    area = services.areas.full_name(ticket.area_code)
+    department = services.router.taxonomy.department_name(ticket.department)
+    return f"{area} {department}".strip()
+
+
+def _notify(session: Session, openids: set[str], text: str, title: str) -> None:
+    for openid in sorted(openids):
+        session.services.outbox.queue_text(session.db, openid, text, title=title)
+    session.after_commit(session.services.outbox.kick)
+
+
+# ------------------------------------------------------------ choosing a ticket
+
+async def _pick(msg: Inbound, session: Session, purpose: str, candidates: list[Ticket]) -> tuple[Ticket | None, str | None]:
+    """The ticket meant: the one named by number, the only candidate, or (several) a question."""
+    number = session.services.intents.ticket_number(msg.content) if msg.content else None
+    if number:
+        named = [t for t in candidates if t.number == number]
+        return (named[0], None) if named else (None, texts.OTHERS_TICKET)
+    if len(candidates) == 1:
+        return candidates[0], None
+    options = "\n".join(f"{i}. {t.number} {_summary(t.description, 20)}" for i, t in enumerate(candidates, 1))
+    session.goto(CHOOSING_TICKET, purpose=purpose, numbers=[t.number for t in candidates], text=msg.content,
+                 kind=msg.msg_type, fields={k: v for k, v in msg.fields.items() if isinstance(v, str)})
+    return None, texts.CHOOSE_TICKET.format(options=options)
+
+
+async def ticket_chosen(msg: Inbound, session: Session) -> str:
+    """The numbered reply to CHOOSE_TICKET."""
+    numbers = session.data.get("numbers", [])
+    choice = parse_choice(msg.content, len(numbers))
+    if choice is None:
+        return texts.BIND_BAD_CHOICE
+    purpose, text, kind = session.data.get("purpose"), session.data.get("text", ""), session.data.get("kind", "text")
+    fields = session.data.get("fields") or {}
+    session.reset()
+    ticket = (await session.db.exec(select(Ticket).where(Ticket.number == numbers[choice - 1],
+                                                         Ticket.openid == session.resident.openid))).first()
+    if ticket is None:
+        return texts.NO_OPEN_TICKET
+    original = Inbound(msg.account, msg.openid, msg.create_time, kind, "", msg.msg_id, fields)
+    if purpose == URGE_ACTION:
+        return await _urge(session, ticket, text)
+    return await _answer(original, session, ticket)
+
+
+# ------------------------------------------------------------ 催办
+
+async def urge(msg: Inbound, session: Session) -> str:
+    """「催一下」: an urge event on the open ticket, its handler told, the resident told who
+    has it and by when. No new ticket."""
+    ticket, question = await _pick(msg, session, URGE_ACTION, await open_tickets(session))
+    if question:
+        return question
+    if ticket is None:
+        return texts.NO_OPEN_TICKET
+    return await _urge(session, ticket, msg.content)
+
+
+async def _urge(session: Session, ticket: Ticket, text: str) -> str:
+    earlier = (await session.db.exec(select(TicketEvent.id).where(TicketEvent.ticket_id == ticket.id,
+                                                                  TicketEvent.action == URGE_ACTION))).all()
+    session.db.add(TicketEvent(ticket_id=ticket.id or 0, at=session.now, action=URGE_ACTION,
+                               actor=session.resident.openid, note=text[:500] or None))
+    handler = _handler_openids(session, ticket, await _accepted_by(session, ticket))
+    _notify(session, handler, texts.URGE_NOTICE.format(number=ticket.number, count=len(earlier) + 1,
+                                                       summary=_summary(ticket.description)),
+            title=f"催办 {ticket.number}")
+    due = ticket.closure_due_at if ticket.accepted_at else ticket.response_due_at
+    return texts.URGED.format(number=ticket.number, status=session.services.workflow.label(ticket.status),
+                              handler=_who_handles(session, ticket), due=format_local(due) or "—")
+
+
+# ------------------------------------------------------------ answers and supplements
+
+async def answer_if_waiting(msg: Inbound, session: Session) -> str | None:
+    """While one of the resident's tickets waits for them, this message is the answer:
+    attached to it, the ticket back to its handler. None when nothing waits."""
+    waiting = await waiting_tickets(session)
+    if not waiting:
+        return None
+    ticket, question = await _pick(msg, session, "answer", waiting)
+    if question:
+        return question
+    return await _answer(msg, session, ticket) if ticket else None
+
+
+async def _answer(msg: Inbound, session: Session, ticket: Ticket) -> str:
+    kind = await _attach(msg, session, ticket)
+    services = session.services
+    summary = _summary(msg.content or texts.MEDIA_KIND.get(msg.msg_type, "材料"))
+    if ticket.status in services.workflow.states_of_kind("waiting") and services.workflow.resident_reply_action:
+        await act_in(services, session.db, ticket.number, services.workflow.resident_reply_action,
+                     actor=session.resident.openid, note=f"群众已补充：{summary}")
+    handler = _handler_openids(session, ticket, await _accepted_by(session, ticket))
+    _notify(session, handler, texts.ANSWER_NOTICE.format(number=ticket.number, summary=summary),
+            title=f"群众补充 {ticket.number}")
+    return texts.ANSWER_ATTACHED.format(kind=kind, number=ticket.number)
+
+
+async def supplement_text(msg: Inbound, session: Session) -> str | None:
+    """「补充一下…」: onto the newest open ticket. None when there is none (then it is a report)."""
+    tickets = await open_tickets(session)
+    if not tickets:
+        return None
+    ticket, question = await _pick(msg, session, "answer", tickets)
+    if question:
+        return question
+    if ticket is None:
+        return None
+    await _attach(msg, session, ticket)
+    return texts.SUPPLEMENT_ATTACHED.format(number=ticket.number)
+
+
+async def _attach(msg: Inbound, session: Session, ticket: Ticket) -> str:
+    """The message as a supplement event (and an attachment for media); returns its kind's name."""
+    from bot.dialogs.report import evidence_of
+
+    kind = texts.MEDIA_KIND.get(msg.msg_type, "材料")
+    evidence = evidence_of(msg) if msg.msg_type != "text" else None
+    if evidence is not None:
+        attachment = Attachment(ticket_id=ticket.id or 0, kind=evidence.kind, media_id=evidence.media_id,
+                                url=evidence.url, label=evidence.label, lat=evidence.lat, lng=evidence.lng,
+                                created_at=session.now)
+        session.db.add(attachment)
+        if evidence.media_id:
+            await session.db.flush()
+            fetch_media(session.services, session.db, ticket.id or 0, [attachment], session.after_commit)
+    note = msg.content or f"群众补充{kind}"
+    session.db.add(TicketEvent(ticket_id=ticket.id or 0, at=session.now, action=SUPPLEMENT_ACTION,
+                               actor=session.resident.openid, note=note[:1000]))
+    return kind
