@@ -34,6 +34,7 @@ import time
 import uuid
 from collections import Counter as Tally
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
@@ -391,6 +392,7 @@ class WeChatPlatform:
         self.retry_interval = retry_interval
         self.limit = asyncio.Semaphore(concurrency)
         self.started = time.monotonic()
+        self.wall_started = time.time()
         self.inflight = 0
         self.http: aiohttp.ClientSession | None = None
 
@@ -482,6 +484,7 @@ class LoadResult:
     sent: list[Sent]
     seconds: float
     faults: list[tuple[str, float, float]]  # (name, began, ended) in load seconds
+    wall_started: float = 0.0  # time.time() when the load began
 
     def attempts(self) -> list[Attempt]:
         return [a for s in self.sent for a in s.attempts]
@@ -494,6 +497,7 @@ async def run_load(platform: WeChatPlatform, residents: list[str], *, count: int
     most `seconds`, while the faults run at their times; then the deliveries finish their
     retries (bounded by the platform: 1 + retries attempts, each at most its timeout)."""
     platform.started = time.monotonic()
+    platform.wall_started = time.time()
     done_faults: list[tuple[str, float, float]] = []
 
     async def run_faults() -> None:
@@ -531,7 +535,7 @@ async def run_load(platform: WeChatPlatform, residents: list[str], *, count: int
         for task in tasks:
             task.cancel()
         await asyncio.gather(fault_task, *tasks, return_exceptions=True)
-    return LoadResult(sent, platform.now(), done_faults)
+    return LoadResult(sent, platform.now(), done_faults, platform.wall_started)
 
 
 # ---------------------------------------------------------------- faults
@@ -579,11 +583,21 @@ class Snapshot:
 
 
 _QUERIES = {
-    "inbound": "SELECT dedupe_key, done_at IS NOT NULL AS done, late, reply, attempts, last_error "
+    "inbound": "SELECT dedupe_key, done_at IS NOT NULL AS done, done_at, received_at, late, reply, attempts, last_error "
                "FROM inbound_message WHERE dedupe_key LIKE 'm:%'",
     "tickets": "SELECT number, openid, source_key FROM ticket",
     "outbox": "SELECT openid, payload, status FROM outbox WHERE kind = 'text'",
 }
+
+
+def _epoch(value: Any) -> float | None:
+    """A stored UTC time (a datetime, or SQLite's text) as a Unix time."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 def _snapshot_of(rows: dict[str, list[dict[str, Any]]]) -> Snapshot:
@@ -595,7 +609,9 @@ def _snapshot_of(rows: dict[str, list[dict[str, Any]]]) -> Snapshot:
         payload = payload or {}
         outbox.append({"openid": row["openid"], "content": str(payload.get("content", "")),
                        "title": payload.get("title"), "status": row["status"]})
-    inbound = {r["dedupe_key"]: {**r, "done": bool(r["done"]), "late": bool(r["late"])} for r in rows["inbound"]}
+    inbound = {r["dedupe_key"]: {**r, "done": bool(r["done"]), "late": bool(r["late"]),
+                                 "done_epoch": _epoch(r.get("done_at")),
+                                 "received_epoch": _epoch(r.get("received_at"))} for r in rows["inbound"]}
     return Snapshot(inbound, [dict(r) for r in rows["tickets"]], outbox)
 
 
@@ -794,7 +810,7 @@ class Outcome:
     report: Report
     load: LoadResult
     kills: list[tuple[float, str, int]]
-    outage: tuple[float, float] | None  # (stopped, started) in load seconds
+    outage: tuple[float, float, float] | None  # (stopped, starting, up again) in load seconds
     during_outage: Tally  # attempt outcomes while PostgreSQL was down
     after_outage: Tally
     undone_at_deadline: int
@@ -803,6 +819,9 @@ class Outcome:
     starts: int
     snapshot: Snapshot
     phases: dict[str, float] = field(default_factory=dict)
+    # Deliveries answered 200 while PostgreSQL was down: (key, sound, their attempts);
+    # sound: a reply finished, or a 'success' recorded, before it went down.
+    answered_while_down: list[tuple[str, bool, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         s = self.scenario
@@ -814,8 +833,11 @@ class Outcome:
             out.append("kills: " + ", ".join(f"{what} ({inflight} in flight)" for _, what, inflight in self.kills)
                        + f"; service started {self.starts}×")
         if self.outage:
-            out.append(f"PostgreSQL down {self.outage[0]:.1f}–{self.outage[1]:.1f} s: during {dict(self.during_outage)}"
+            out.append(f"PostgreSQL down {self.outage[0]:.1f}–{self.outage[1]:.1f} s (up at {self.outage[2]:.1f} s): "
+                       f"during {dict(self.during_outage)}"
                        f", after {dict(self.after_outage)}")
+            for key, before, line in self.answered_while_down[:10]:
+                out.append(f"  answered while PostgreSQL was down ({'sound' if before else 'UNSOUND'}): {key}: {line}")
         if s.pool_size is not None:
             out.append(f"pool_size {s.pool_size} (+{s.pool_size} overflow), pool_timeout {s.pool_timeout} s")
         out += self.report.lines()
@@ -945,17 +967,32 @@ async def run_scenario(s: Scenario, *, admin_url: str | None = None, pg: Postgre
             say(f"kept {data_dir} (serve.log, the database); first error in the log:\n{service.first_error()}")
     outage = None
     during, after = Tally(), Tally()
+    answered_while_down: list[tuple[str, bool, str]] = []
     stops = [f for f in load.faults if f[0] == "pg-stop"]
     starts = [f for f in load.faults if f[0] == "pg-start"]
     if stops and starts:
-        outage = (stops[0][2], starts[0][2])  # stopped once pg_ctl stop returned, up once start returned
-        for a in load.attempts():
-            if outage[0] <= a.at and a.at + a.elapsed <= outage[1]:
-                during[a.outcome] += 1
-            elif a.at >= outage[1]:
-                after[a.outcome] += 1
+        # Down from when `pg_ctl stop` returned until `pg_ctl start` began; up once
+        # `start` returned (in between it is coming up: neither).
+        outage = (stops[0][2], starts[0][1], starts[0][2])
+        for item in load.sent:
+            for a in item.attempts:
+                if outage[0] <= a.at and a.at + a.elapsed <= outage[1]:
+                    during[a.outcome] += 1
+                    if a.status == 200:
+                        # With no database a worker can only answer from what it did
+                        # before: a reply for a delivery finished before the outage, or
+                        # 'success' for one recorded before it.
+                        row = snap.inbound.get(item.key) or {}
+                        when = row.get("done_epoch" if a.outcome == "reply" else "received_epoch")
+                        sound = when is not None and when - load.wall_started < outage[0]
+                        answered_while_down.append((item.key, sound, ", ".join(
+                            f"{x.at:.2f}+{x.elapsed:.2f} s {x.outcome}" for x in item.attempts)
+                            + f"; {'done' if a.outcome == 'reply' else 'recorded'} at "
+                            + (f"{when - load.wall_started:.2f} s" if when is not None else "never")))
+                elif a.at >= outage[2]:
+                    after[a.outcome] += 1
     return Outcome(s, report, load, service.kills, outage, during, after, undone, errors,
-                   time.monotonic() - began, service.starts, snap, phases)
+                   time.monotonic() - began, service.starts, snap, phases, answered_while_down)
 
 
 # ---------------------------------------------------------------- a stalled database

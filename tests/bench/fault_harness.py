@@ -13,10 +13,20 @@ versions run in tests/test_faults.py.
     .venv/bin/python tests/bench/fault_harness.py --backend postgresql --seconds 5 --rate 300 \\
         --concurrency 64 --pool-size 1 --pool-timeout 0.2  # pool exhaustion
     .venv/bin/python tests/bench/fault_harness.py --stall  # a database slow to record, then to finish
+    .venv/bin/python tests/bench/fault_harness.py --stall --workers 1 --handling-stall 6
 
+The late path: the callback may answer 'success' only once the delivery is recorded,
+and it looks once, when the budget runs out; a budget below the time to record
+(0.001 s on PostgreSQL) therefore gives replies in the answer, not 'success' — 0.003 s
+forces the late path there. The embedded SQLite runs on the event loop without
+yielding, so no budget forces it: its late replies come from the sweeper after a kill.
+
+--commit REV runs the service from that commit, exported, so a long run measures one
+version while others edit the working tree (the harness itself comes from here).
 PostgreSQL runs start their own throwaway server (tests/pgserver.py) unless
 --postgres-url names an admin URL of one (no --outage then: that needs control of it).
-Exits 1 when anything was lost, duplicated or left without its reply.
+Exits 1 when anything was lost, duplicated or left without its reply; a failed run
+keeps its data dir (serve.log, the database) and prints the first server error.
 """
 
 from __future__ import annotations
@@ -53,9 +63,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pool-size", type=int, default=None, help="MINYI_DATABASE_POOL_SIZE")
     p.add_argument("--pool-timeout", type=float, default=None, help="MINYI_DATABASE_POOL_TIMEOUT_SECONDS")
     p.add_argument("--mode", choices=["plaintext", "compatible", "safe"], default="safe")
-    p.add_argument("--timeout", type=float, default=5.0, help="WeChat's wait for an answer")
+    p.add_argument("--timeout", type=float, default=None, help="WeChat's wait for an answer (5 s; --stall: 1 s)")
     p.add_argument("--retries", type=int, default=3, help="WeChat's retries of an unanswered delivery")
-    p.add_argument("--retry-interval", type=float, default=5.0, help="seconds between a try and the next")
+    p.add_argument("--retry-interval", type=float, default=None,
+                   help="seconds between a try and the next (default: the timeout)")
     p.add_argument("--postgres-url", default="", help="admin URL of a running PostgreSQL server to use")
     p.add_argument("--keep", action="store_true", help="keep the data dir (its serve.log) after the run")
     p.add_argument("--commit", default="",
@@ -98,8 +109,8 @@ async def _run(args: argparse.Namespace, source: Path) -> int:
     try:
         if args.stall:
             # Times scaled down from WeChat's (budget 4 s, timeout 5 s) unless given.
-            timeout = args.timeout if args.timeout != 5.0 else 1.0
-            interval = args.retry_interval if args.retry_interval != 5.0 else timeout
+            timeout = args.timeout if args.timeout is not None else 1.0
+            interval = args.retry_interval if args.retry_interval is not None else timeout
             budget = args.budget if args.budget is not None else 0.1
             print(f"stall: budget {budget} s, WeChat timeout {timeout} s, retries {args.retries} every {interval} s, "
                   f"recording stalled {args.record_stall} s, handling {args.handling_stall} s", flush=True)
@@ -110,13 +121,15 @@ async def _run(args: argparse.Namespace, source: Path) -> int:
             print("\n".join(stalled.lines()))
             failures = stalled.report.failures
         else:
+            timeout = args.timeout if args.timeout is not None else 5.0
+            interval = args.retry_interval if args.retry_interval is not None else timeout
             scenario = Scenario(
                 backend=args.backend, workers=args.workers, residents=args.residents,
                 count=args.count or int(args.rate * args.seconds) + 1, seconds=args.seconds, rate=args.rate,
                 concurrency=args.concurrency, mode=args.mode, budget=args.budget, kills=args.kills,
                 kill_mode=args.kill_mode, outage_at=args.outage_at if args.outage else None,
                 outage_seconds=args.outage, pool_size=args.pool_size, pool_timeout=args.pool_timeout,
-                retries=args.retries, retry_interval=args.retry_interval, timeout=args.timeout, source=source)
+                retries=args.retries, timeout=timeout, retry_interval=interval, source=source)
             started = time.monotonic()
             outcome = await run_scenario(scenario, admin_url=admin, pg=pg, keep=args.keep,
                                          progress=lambda m: print(f"[{time.monotonic() - started:6.1f} s] {m}",
