@@ -145,3 +145,10 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return code, capsys.readouterr().out
+
+
+@pytest.fixture
+def cli_env(data_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The CLI (tests.steps.minyi) sees the app's data dir and database."""
+    monkeypatch.setenv("MINYI_DATABASE_URL", database_url)
+    return data_dir

@@ -4,8 +4,11 @@ to the conversation changes one helper, not a dozen files."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
+
+import pytest
 
 from sqlmodel import col, select
 
@@ -48,3 +51,19 @@ async def messages_to(client: Any, openid: str) -> list[str]:
     async with services_of(client).db.session() as s:
         rows = (await s.exec(select(Outbox).where(Outbox.openid == openid).order_by(col(Outbox.id)))).all()
     return [row.payload["content"] for row in rows if row.payload and "content" in row.payload]
+
+
+async def minyi(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`minyi …` in a thread (it runs its own event loop) while the app keeps serving
+    (with the `cli_env` fixture it uses the app's database)."""
+    from bot.cli import main
+
+    def run() -> int:
+        try:
+            return main(list(argv))
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+
+    code = await asyncio.to_thread(run)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

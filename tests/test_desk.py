@@ -18,7 +18,7 @@ from bot.routes import INBOX
 from bot.scheduler import MODEL_WATCH_JOB, start_scheduler
 from storage.models import Outbox, Ticket, TicketEvent
 from tests import wechat
-from tests.steps import follow as resident, messages_to, report, ticket_by_number
+from tests.steps import minyi, follow as resident, messages_to, report, ticket_by_number
 from tests.conftest import services_of
 
 NUMBER = re.compile(r"\d{8}-\d{4}")
@@ -26,26 +26,8 @@ ELEVATOR = "幸福里小区3号楼电梯坏了，老人下不了楼"
 ELEVATOR_AGAIN = "幸福里小区3号楼的电梯又坏了，老人上下楼很困难，请尽快派人修"
 
 
-@pytest.fixture
-def cli_env(data_dir, database_url, monkeypatch):  # type: ignore[no-untyped-def]
-    """The CLI sees the app's data dir and database."""
-    monkeypatch.setenv("MINYI_DATABASE_URL", database_url)
-    return data_dir
 
 
-async def minyi(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """`minyi …` in a thread (it runs its own event loop) while the app keeps serving."""
-    from bot.cli import main
-
-    def run() -> int:
-        try:
-            return main(list(argv))
-        except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else 1
-
-    code = await asyncio.to_thread(run)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 

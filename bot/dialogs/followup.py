@@ -80,8 +80,8 @@ async def _pick(msg: Inbound, session: Session, purpose: str, candidates: list[T
     if number:
         named = [t for t in candidates if t.number == number]
         return (named[0], None) if named else (None, texts.OTHERS_TICKET)
-    if len(candidates) == 1:
-        return candidates[0], None
+    if len(candidates) <= 1:
+        return (candidates[0] if candidates else None), None
     options = "\n".join(f"{i}. {t.number} {_summary(t.description, 20)}" for i, t in enumerate(candidates, 1))
     session.goto(CHOOSING_TICKET, purpose=purpose, numbers=[t.number for t in candidates], text=msg.content,
                  kind=msg.msg_type, fields={k: v for k, v in msg.fields.items() if isinstance(v, str)})

@@ -78,7 +78,9 @@ def _next_question(session: Session, routing: Routing | None) -> str:
     """Guided report: ask for what routing still lacks, one question at a time (each once),
     then a summary to confirm."""
     data = session.data
-    if (routing is None or not routing.known_problem) and not data.get("asked_problem"):
+    described = "".join(t for t in data.get("texts", []) if t)
+    vague = routing is None or (not routing.known_problem and len(described) < session.settings.dialog.oneshot_min_chars)
+    if vague and not data.get("asked_problem"):
         session.update(asked_problem=True)
         return texts.ASK_PROBLEM
     if routing is not None and routing.area_code is None and not data.get("asked_place"):
