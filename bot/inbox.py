@@ -83,8 +83,28 @@ class Delivery:
 
     def __init__(self, late: bool = False) -> None:
         self.late = late
-        self.recorded = late  # the sweeper's deliveries are recorded already
+        self._recorded = asyncio.Event()
+        if late:  # the sweeper's deliveries are recorded already
+            self._recorded.set()
         self.sealed = False
+
+    @property
+    def recorded(self) -> bool:
+        return self._recorded.is_set()
+
+    @recorded.setter
+    def recorded(self, value: bool) -> None:
+        if value:
+            self._recorded.set()
+
+    async def wait_recorded(self) -> None:
+        await self._recorded.wait()
+
+    def abandon(self) -> None:
+        """The callback gave up waiting (503): nobody reads an HTTP reply any more, so
+        unless it is being committed now, the reply goes by customer-service message."""
+        if not self.sealed:
+            self.late = True
 
     def go_late(self) -> bool:
         """The callback's budget ran out: True if it may answer 'success' now."""
@@ -217,16 +237,32 @@ class Inbox:
         """The delivery was recorded before (a retry or a replay). Its stored outcome; or
         None once we have claimed it (its earlier attempt failed or died); or, while a
         live attempt elsewhere is still on it, ACKNOWLEDGED when our budget runs out."""
+        marked = False
         while True:
             row = await self._stored(key)
             if row is not None and row.done_at is not None:
                 return ACKNOWLEDGED if row.late else Outcome(row.reply or None)
             if await self._take_over(key, token):
                 return None
-            delivery.recorded = True  # it is, by another attempt: 'success' is safe now
+            if not marked:
+                # A live attempt elsewhere owns it. Before we may answer 'success', it must
+                # be bound to reply by customer-service message: its own HTTP answer may
+                # be gone (WeChat retried), and once we acknowledge WeChat sends no retry.
+                if not await self._mark_late(key):
+                    continue  # it finished meanwhile: its stored outcome
+                marked = True
+                delivery.recorded = True  # it is, by another attempt: 'success' is safe now
             if delivery.late:
                 return ACKNOWLEDGED
             await asyncio.sleep(POLL_SECONDS)
+
+    async def _mark_late(self, key: str) -> bool:
+        """Whoever completes this delivery replies by customer-service message. False if it is done."""
+        async with self.db.engine.begin() as connection:
+            result = await connection.execute(
+                update(InboundMessage.__table__)  # type: ignore[arg-type]
+                .where(_T.dedupe_key == key, _T.done_at.is_(None)).values(late=True))
+        return result.rowcount == 1  # type: ignore[attr-defined]
 
     async def _take_over(self, key: str, token: str) -> bool:
         now = utcnow()
@@ -246,15 +282,20 @@ class Inbox:
             async with self.db.transaction() as s:
                 reply, session = await dispatch(self.services, s, msg, key)
                 late = not delivery.seal()
-                if late and reply:
-                    self.services.outbox.queue_text(s, msg.openid, reply, title="回复")
                 connection = await s.connection()
-                result = await connection.execute(
+                # late OR …: another attempt may have answered 'success' for this delivery
+                # (_mark_late); then the reply goes by customer-service message whatever
+                # this attempt's own callback is waiting for.
+                completed = (await connection.execute(
                     update(InboundMessage.__table__)  # type: ignore[arg-type]
                     .where(_T.dedupe_key == key, _T.claim_token == token, _T.done_at.is_(None))
-                    .values(done_at=utcnow(), reply=reply or "", late=late, claim_token=None))
-                if result.rowcount != 1:
+                    .values(done_at=utcnow(), reply=reply or "", late=or_(_T.late, late), claim_token=None)
+                    .returning(_T.late))).first()
+                if completed is None:
                     raise _ClaimLost()
+                late = bool(completed.late)
+                if late and reply:
+                    self.services.outbox.queue_text(s, msg.openid, reply, title="回复")
         except _ClaimLost:
             row = await self._stored(key)
             return ACKNOWLEDGED if row is None or row.late else Outcome(row.reply or None)

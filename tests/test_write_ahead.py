@@ -215,3 +215,27 @@ async def test_of_two_attempts_only_the_claim_holder_commits(
     [ticket] = await tickets_of(first, openid)
     replies = await outbox_texts(first, openid)
     assert [ticket.number in text for text in replies] == [True]
+
+
+async def test_a_retry_acknowledged_elsewhere_makes_the_slow_attempt_reply_by_message(
+        aiohttp_client, settings, database_url, new_openid, monkeypatch: pytest.MonkeyPatch):
+    """WeChat gave up on the first attempt's connection and retried on another worker,
+    which answered 'success'. The first attempt, still within its own budget, must not
+    put its reply only in an HTTP answer nobody reads: it goes by customer-service message."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite holds the write lock for the whole handling: the retry waits, it cannot join")
+    first = await aiohttp_client(create_app(settings.replace(wechat={"reply_budget_seconds": "4"})))
+    second = await aiohttp_client(create_app(settings.replace(
+        wechat={"reply_budget_seconds": "0.3"}, database={"auto_migrate": "false"}, demo={"load": "false"})))
+    openid = new_openid()
+    await consented(wechat.Sender(first), openid)
+    slow_submit(monkeypatch, 1.5)
+    message = wechat.text(openid, COMPLAINT)
+    original = asyncio.ensure_future(wechat.Sender(first).reply(message))
+    await asyncio.sleep(0.5)  # recorded by the first worker, still handling
+    assert await wechat.Sender(second).reply(message) == ""  # the retry: acknowledged
+    await original  # whatever it answers, WeChat no longer listens on that connection
+    await services_of(first).tasks.drain()
+    [ticket] = await tickets_of(first, openid)
+    assert [ticket.number in text for text in await outbox_texts(first, openid)] == [True]
+    assert (await record_of(first, message)).late is True

@@ -29,6 +29,8 @@ SUCCESS = "success"
 # How long a callback whose budget ran out still waits for a delivery that is being
 # recorded or is committing its reply, before answering 503.
 SEALED_WAIT_SECONDS = 10.0
+# WeChat stops waiting after 5 s: an answer written later reaches nobody.
+ANSWER_DEADLINE_SECONDS = 4.8
 
 
 # A Unix time has at most 10 digits until the year 2286; longer values are refused
@@ -106,6 +108,8 @@ class WeChatCallback:
             return _error(400, f"bad message: {exc}")
 
         delivery = Delivery()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         handling = self.tasks.spawn(self.inbox.handle(msg, delivery), name=f"handle-{msg.msg_type}")
         try:
             try:
@@ -114,11 +118,26 @@ class WeChatCallback:
                 if delivery.go_late():
                     # Recorded, too slow for WeChat's 5 s: the reply follows as a customer-service message.
                     return web.Response(text=SUCCESS)
-                # Not recorded yet (the database is slow: 503 once that fails), or committing
-                # its reply right now (then it goes in this response).
+                # Not recorded yet: 'success' as soon as it is, while WeChat still waits.
+                recorded = asyncio.ensure_future(delivery.wait_recorded())
+                try:
+                    await asyncio.wait({handling, recorded}, return_when=asyncio.FIRST_COMPLETED,
+                                       timeout=max(0.0, ANSWER_DEADLINE_SECONDS - (loop.time() - started)))
+                finally:
+                    recorded.cancel()
+                if not handling.done() and delivery.go_late():
+                    return web.Response(text=SUCCESS)
+                if not handling.done() and not delivery.sealed:
+                    delivery.abandon()  # whenever it gets done, its reply goes by customer-service message
+                    return _error(503, "temporarily unavailable, retry")
+                # Done, or committing its reply right now (then it goes in this response).
                 outcome = await asyncio.wait_for(asyncio.shield(handling), SEALED_WAIT_SECONDS)
+        except asyncio.CancelledError:
+            delivery.abandon()
+            raise
         except Exception:
             # Not acknowledged: WeChat retries, and the retry finishes the recorded delivery.
+            delivery.abandon()
             log.exception("handling a %s delivery failed", msg.msg_type)
             return _error(503, "temporarily unavailable, retry")
         reply = outcome.response_text
