@@ -55,6 +55,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.server.host
     port = args.port or settings.server.port
+    # The address actually bound decides what is served (/sim only on a loopback bind).
+    settings = settings.replace(server={"host": host, "port": str(port)})
     # Migrate and seed once, before any worker starts.
     db = asyncio.run(_prepare(settings, open_database))
     del db

@@ -25,7 +25,7 @@ async def ignore(msg: Inbound, session: Session) -> None:
 async def template_finished(msg: Inbound, session: Session) -> None:
     status = msg.text("Status")
     if status != "success":
-        log.warning("template message %s to %s: %s", msg.text("MsgID")[:32], msg.openid, status[:64])
+        log.warning("template message %s to %s: %s", msg.text("MsgID")[:32], "…" + msg.openid[-6:], status[:64])  # never a whole openid
     return None
 
 
@@ -54,6 +54,6 @@ async def subscribe_message_sent(msg: Inbound, session: Session) -> None:
     """subscribe_msg_sent_event: delivery receipts, one per template sent."""
     for entry in msg.entries("SubscribeMsgSentEvent"):
         if entry.get("ErrorCode", "0") != "0":
-            log.warning("subscription message %s to %s failed: %s %s", entry.get("MsgID", "")[:32], msg.openid,
+            log.warning("subscription message %s to %s failed: %s %s", entry.get("MsgID", "")[:32], "…" + msg.openid[-6:],
                         entry.get("ErrorCode", "")[:16], entry.get("ErrorStatus", "")[:64])
     return None
