@@ -473,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     route = sub.add_parser("route", help="从标准输入逐行读取诉求，输出分类/部门/紧急程度/网格（JSON Lines）",
                            description="每行一条诉求，输出一行 JSON：category、label（有训练好的模型时为模型标签）、"
                                        "department、lead_department、co_departments、joint（联合派单）、urgency、"
-                                       "grid、keywords（命中的分类关键词）、tags（TF-IDF 关键词）、confidence。数据目录中有训练好的模型时自动使用。")
+                                       "grid、keywords（命中的分类关键词）、tags（TF-IDF 关键词）、confidence。"
+                                       "数据目录中有训练好的模型时自动使用。")
     route.set_defaults(func=cmd_route)
 
     from bot.settings import CONFIG_DIR

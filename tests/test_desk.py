@@ -7,17 +7,13 @@ app serves); learning goes through `minyi router retrain` and the app's model-wa
 
 from __future__ import annotations
 
-import asyncio
 import re
-from typing import Any
 
-import pytest
 from sqlmodel import col, select
 
 from bot.routes import INBOX
 from bot.scheduler import MODEL_WATCH_JOB, start_scheduler
-from storage.models import Outbox, Ticket, TicketEvent
-from tests import wechat
+from storage.models import TicketEvent
 from tests.steps import minyi, follow as resident, messages_to, report, ticket_by_number
 from tests.conftest import services_of
 

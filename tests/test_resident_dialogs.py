@@ -9,7 +9,7 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from bot.clock import utcnow
-from storage.models import Attachment, DialogState, Outbox, Resident, Ticket, TicketEvent
+from storage.models import Attachment, DialogState, Outbox, Resident, TicketEvent
 from bot.dialogs import texts
 from tests import wechat
 from tests.steps import follow, tickets_of

@@ -16,7 +16,7 @@ from bot.app import create_app
 from bot.clock import utcnow
 from bot.dialogs import texts
 from bot.routes import INBOX
-from storage.models import InboundMessage, Outbox, Ticket
+from storage.models import InboundMessage, Outbox
 from tests import wechat
 from tests.steps import follow as consented, tickets_of
 from tests.conftest import services_of
