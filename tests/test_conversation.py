@@ -164,6 +164,7 @@ async def test_urges_land_on_the_open_ticket_and_its_handler_is_told(client, sen
     assert len(await tickets_of(client, openid)) == 1
     urges = await events_of(client, ticket.id or 0, "urge")
     assert [e.note for e in urges] == phrases and {e.actor for e in urges} == {openid}
+    assert ticket.appeal_type == "投诉"
     told = [m for m in await messages_to(client, grid_worker(client, ticket)) if m.startswith(f"【催办】工单 {number}")]
     assert [m.split("（")[1].split("）")[0] for m in told] == [f"第{i}次" for i in range(1, 6)]
 
@@ -251,7 +252,7 @@ async def test_the_gas_leak_asks_where_and_the_location_lands_on_the_ticket(clie
     guide = services_of(client).emergency
     assert reply.endswith(guide.ask_location)
     [ticket] = await tickets_of(client, openid)
-    assert ticket.area_code is None
+    assert (ticket.area_code, ticket.appeal_type) == (None, "求助")  # a danger is a request for help
     placed = await sender.reply(wechat.location(openid, 30.565, 114.335, label="锦绣路8号"))
     assert placed == guide.location_added.format(place="锦绣路8号")
     [ticket] = await tickets_of(client, openid)
