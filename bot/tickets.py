@@ -273,7 +273,8 @@ def notify_staff(services: Services, ticket: Ticket) -> list[dict]:
                 recipients[person.openid] = "部门"
     for openid, why in recipients.items():
         rows.append(services.outbox.text_row(openid,
-                     f"【新工单·{why}】{ticket.number}\n类别：{category}\n紧急程度：{ticket.urgency}\n"
+                     f"【新工单·{why}】{ticket.number}\n类型：{ticket.appeal_type}\n类别：{category}\n"
+                     f"紧急程度：{ticket.urgency}\n"
                      f"位置：{area_name}\n内容：{summary}\n请在时限内接单处理。",
                      title=f"新工单 {ticket.number}"))
     if ticket.urgency == "特急":

@@ -150,6 +150,35 @@ async def test_thanks_but_the_lamp_is_still_broken_urges_the_open_ticket(client,
     assert len(await tickets_of(client, openid)) == 1
 
 
+async def test_two_close_intents_get_one_numbered_question(client, sender, new_openid):
+    openid = await follow(sender, new_openid())
+    number = await report(sender, openid, ELEVATOR)
+    question = await sender.reply(wechat.text(openid, "催一下我的工单"))
+    assert question == texts.CHOOSE_INTENT.format(options="1. 催办\n2. 查询进度")
+    listing = await sender.reply(wechat.text(openid, "2"))
+    assert listing.startswith(texts.TICKET_LIST_HEAD) and number in listing
+    assert await events_of(client, (await ticket_by_number(client, number)).id or 0, "urge") == []
+
+
+async def test_supplements_land_on_the_open_ticket(client, sender, new_openid):
+    openid = await follow(sender, new_openid())
+    number = await report(sender, openid, ELEVATOR)
+    phrases = ["补充一下，是3号楼东单元", "还有，楼道灯也不亮", "再补充一点：晚上十点以后最吵", "我再说一下，是2号门",
+               "另外补充，物业电话打不通"]
+    for phrase in phrases:
+        assert await sender.reply(wechat.text(openid, phrase)) == texts.SUPPLEMENT_ATTACHED.format(number=number)
+    ticket = await ticket_by_number(client, number)
+    assert [e.note for e in await events_of(client, ticket.id or 0, "supplement")] == phrases
+    assert len(await tickets_of(client, openid)) == 1
+
+
+async def test_a_supplement_with_nothing_open_is_a_report(client, sender, new_openid):
+    openid = await follow(sender, new_openid())
+    reply = await sender.reply(wechat.text(openid, "补充一下，幸福里小区3号楼的电梯又坏了，老人下不了楼"))
+    assert NUMBER.search(reply)
+    assert len(await tickets_of(client, openid)) == 1
+
+
 # ------------------------------------------------------------ 催办
 
 async def test_urges_land_on_the_open_ticket_and_its_handler_is_told(client, sender, new_openid):
@@ -261,6 +290,8 @@ async def test_the_gas_leak_asks_where_and_the_location_lands_on_the_ticket(clie
     async with services_of(client).db.session() as s:
         [spot] = (await s.exec(select(Attachment).where(Attachment.ticket_id == ticket.id))).all()
     assert (spot.kind, spot.lat, spot.lng) == ("location", 30.565, 114.335)
+    [queued] = [m for m in await messages_to(client, "o-demo-dispatch-01") if m.startswith("【新工单·待分拨】")]
+    assert "\n类型：求助\n" in queued  # staff see the appeal type
     located = [m for m in await messages_to(client, "o-demo-dispatch-01") if m.startswith("【红色预警·位置】")]
     assert located == [f"【红色预警·位置】{ticket.number}\n位置：西山街道 桃源社区 桃源第二网格 锦绣路8号"]
 

@@ -51,7 +51,8 @@ async def understand(msg: Inbound, session: Session) -> str | None:
             return placed
         session.reset()
     result = session.services.intents.classify(msg.content)
-    if result.alternatives:
+    close = frozenset((result.intent, *result.alternatives))
+    if result.alternatives and close not in SELF_SETTLED:
         return _ask_which(msg, session, (result.intent, *result.alternatives))
     if result.intent in ANSWER_INTENTS:  # a ticket waiting for the resident takes it as the answer
         answered = await followup.answer_if_waiting(msg, session)
@@ -131,6 +132,9 @@ INTENTS: dict[str, Handler] = {
     "nonsense": chat.no_substance,
     "report": report.on_report,
 }
+# Close intents not worth a question: the handler settles it (a supplement with no open
+# ticket is a report).
+SELF_SETTLED = frozenset({frozenset({"supplement", "report"})})
 # Intents whose text is the answer when one of the resident's tickets waits for them.
 ANSWER_INTENTS = frozenset({"report", "supplement"})
 # While a draft is open these are answered aside (the draft kept); anything else is draft text.
