@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlmodel import col, select
 
 from bot.clock import utcnow
@@ -21,7 +21,7 @@ from bot.services import Services
 from bot.tickets import notify_staff
 from bot.wechat.outbox import insert_rows
 from bot.workflow import InvalidTransition
-from storage.models import Ticket, TicketEvent
+from storage.models import Resident, Ticket, TicketEvent
 
 RECATEGORIZE = "recategorize"
 REROUTE_ACTION = "dispatch"
@@ -98,6 +98,9 @@ async def act_in(services: Services, session, number: str, action: str, actor: s
     connection = await session.connection()
     await connection.execute(insert(TicketEvent), events)
     await insert_rows(connection, rows)
+    if after in workflow.states_of_kind("waiting"):  # the resident's next message is looked at as the answer
+        await connection.execute(update(Resident.__table__).where(Resident.__table__.c.openid == ticket.openid)  # type: ignore[attr-defined]
+                                 .values(awaiting_answer_since=now))
     recategorized = any(e["action"] == RECATEGORIZE for e in rerouted)
     return Done(number, before, after, ticket.category, ticket.area_code, recategorized, len(rows))
 

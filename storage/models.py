@@ -61,6 +61,9 @@ class Resident(SQLModel, table=True):
     created_at: datetime
     # Last message from the resident: the 48-hour customer-service window runs from here.
     last_seen_at: Optional[datetime] = None
+    # Set when staff ask this resident a question (a ticket enters a "waiting" state); while
+    # set, the resident's next message is looked at as the answer (bot/dialogs/followup.py).
+    awaiting_answer_since: Optional[datetime] = None
 
 
 class DialogState(SQLModel, table=True):

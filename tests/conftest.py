@@ -152,3 +152,15 @@ def cli_env(data_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) 
     """The CLI (tests.steps.minyi) sees the app's data dir and database."""
     monkeypatch.setenv("MINYI_DATABASE_URL", database_url)
     return data_dir
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Logging as it was before the test (tests of bot/logs.py install handlers and filters)."""
+    import logging
+
+    root, aio = logging.getLogger(), logging.getLogger("asyncio")
+    saved = (list(root.handlers), root.level, list(aio.filters))
+    yield
+    root.handlers[:], aio.filters[:] = saved[0], saved[2]
+    root.setLevel(saved[1])

@@ -178,16 +178,21 @@ def http_status(url: str) -> int | None:
         return None
 
 
+def wait_healthy(proc: subprocess.Popen, port: int, seconds: float = 20) -> None:
+    """Until `minyi serve` answers /healthz with 200; fails if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while http_status(f"http://127.0.0.1:{port}/healthz") != 200:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"minyi serve did not become healthy in {seconds:.0f} s"
+        time.sleep(0.1)
+
+
 def test_serve_starts_on_nothing_but_a_data_dir_and_stops_cleanly(data_dir):
     port = free_port()
     proc = subprocess.Popen([MINYI, "serve", "--port", str(port)], env=child_env(data_dir), cwd=data_dir.parent,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while http_status(f"http://127.0.0.1:{port}/healthz") != 200:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "minyi serve did not become healthy in 20 s"
-            time.sleep(0.1)
+        wait_healthy(proc, port, 20)
         assert http_status(f"http://127.0.0.1:{port}/sim") == 200
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)

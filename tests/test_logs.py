@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import time
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -22,7 +21,7 @@ from bot.logs import REQUEST_ID, mask, request_id_for, setup_logging
 from bot.settings import LogSettings
 from tests import wechat
 from tests.conftest import make_settings
-from tests.test_cli import MINYI, child_env, free_port, http_status
+from tests.test_cli import MINYI, child_env, free_port, wait_healthy
 
 OPENID = "oAbCdEfGhIjKlMnOpQrStUvW-_12"  # 'o' + 27
 assert len(OPENID) == 28
@@ -31,13 +30,6 @@ TEXT_LINE = re.compile(r"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d
                        r"worker=(?P<worker>\S+) pid=(?P<pid>\d+) req=(?P<req>\S+) (?P<logger>\S+): (?P<message>.*)$")
 
 
-@pytest.fixture
-def restore_logging() -> Any:
-    root, aio = logging.getLogger(), logging.getLogger("asyncio")
-    saved = (list(root.handlers), root.level, list(aio.filters))
-    yield
-    root.handlers[:], aio.filters[:] = saved[0], saved[2]
-    root.setLevel(saved[1])
 
 
 def _near_now(stamp: str) -> bool:
@@ -166,11 +158,7 @@ def test_spawned_serve_workers_log_json_lines_with_time_and_level(data_dir):
     proc = subprocess.Popen([MINYI, "serve", "--port", str(port), "--workers", "2"], env=env, cwd=data_dir.parent,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 25
-        while http_status(f"http://127.0.0.1:{port}/healthz") != 200:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "minyi serve did not become healthy in 25 s"
-            time.sleep(0.1)
+        wait_healthy(proc, port, 25)
         time.sleep(0.5)  # the second worker may still be starting
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)

@@ -31,7 +31,7 @@ from bot.logs import RateLimitFilter, setup_logging
 from bot.settings import LogSettings, Settings
 from tests import wechat
 from tests.conftest import make_settings
-from tests.test_cli import MINYI, child_env, free_port, http_status
+from tests.test_cli import MINYI, child_env, free_port, wait_healthy
 
 OPENID = "o" + "SlowClient" * 2 + "abcdefg"  # 28 characters
 
@@ -234,11 +234,7 @@ def test_a_serve_worker_runs_at_the_hard_open_file_limit(data_dir):
     proc = subprocess.Popen([MINYI, "serve", "--port", str(port)], env=child_env(data_dir), cwd=data_dir.parent,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_low_soft_limit)
     try:
-        deadline = time.monotonic() + 20
-        while http_status(f"http://127.0.0.1:{port}/healthz") != 200:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "minyi serve did not become healthy in 20 s"
-            time.sleep(0.1)
+        wait_healthy(proc, port, 20)
         limits = Path(f"/proc/{proc.pid}/limits").read_text()
         proc.terminate()
         _, err = proc.communicate(timeout=15)
@@ -274,13 +270,6 @@ def test_the_rate_limit_filter_lets_one_record_a_second_through_and_counts_the_r
     assert all(limiter.filter(other) for _ in range(5)) and limiter.suppressed == 332
 
 
-@pytest.fixture
-def restore_logging() -> Any:
-    root, aio = logging.getLogger(), logging.getLogger("asyncio")
-    saved = (list(root.handlers), root.level, list(aio.filters))
-    yield
-    root.handlers[:], aio.filters[:] = saved[0], saved[2]
-    root.setLevel(saved[1])
 
 
 async def test_asyncio_accept_errors_are_logged_at_most_once_a_second(capsys, restore_logging):

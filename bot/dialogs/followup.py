@@ -139,8 +139,11 @@ async def _urge(session: Session, ticket: Ticket, text: str) -> str:
 async def answer_if_waiting(msg: Inbound, session: Session) -> str | None:
     """While one of the resident's tickets waits for them, this message is the answer:
     attached to it, the ticket back to its handler. None when nothing waits."""
+    if session.resident.awaiting_answer_since is None:  # nobody asked them anything: no query
+        return None
     waiting = await waiting_tickets(session)
     if not waiting:
+        session.resident.awaiting_answer_since = None  # answered (or the question was withdrawn)
         return None
     ticket, question = await _pick(msg, session, "answer", waiting)
     if question:

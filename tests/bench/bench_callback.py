@@ -274,6 +274,7 @@ async def main() -> None:
                                       args.seconds, args.rate)
         print(fmt(f"minyi complaint→ticket @{args.rate:.0f}/s", rate_result), flush=True)
         answered = max_result["n"] + rate_result["n"]
+        sent = answered + max_result["errors"] + rate_result["errors"]
     finally:
         minyi.send_signal(signal.SIGTERM)
         bare.send_signal(signal.SIGTERM)
@@ -283,9 +284,11 @@ async def main() -> None:
         minyi.wait(timeout=30)
         bare.wait(timeout=30)
     tickets = sqlite3.connect(data_dir / "minyi.db").execute("SELECT count(*) FROM ticket").fetchone()[0]
-    print(f"tickets in database: {tickets} (complaints answered: {answered})", flush=True)
-    if tickets != answered:
-        raise SystemExit("ticket count does not match answered complaints")
+    print(f"tickets in database: {tickets} (complaints answered: {answered}, sent: {sent})", flush=True)
+    # A complaint the client gave up on (timeout) may still have become a ticket: it was
+    # recorded before anything was answered. Fewer tickets than answers is a loss.
+    if not answered <= tickets <= sent:
+        raise SystemExit("ticket count outside [answered, sent]: a complaint was lost or duplicated")
 
 
 if __name__ == "__main__":
