@@ -204,6 +204,8 @@ async def test_an_urge_with_two_open_tickets_asks_which(client, sender, new_open
     second = await report(sender, openid, LAMP)
     question = await sender.reply(wechat.text(openid, "催一下"))
     assert question.startswith("您有几件诉求正在办理") and f"1. {second}" in question and f"2. {first}" in question
+    assert await sender.reply(wechat.text(openid, "谢谢")) == texts.THANKS  # not an answer: understood afresh
+    assert await sender.reply(wechat.text(openid, "催一下")) == question
     assert (await sender.reply(wechat.text(openid, "2"))).startswith(f"已为您催办工单 {first}")
     assert len(await events_of(client, (await ticket_by_number(client, first)).id or 0, "urge")) == 1
     assert await events_of(client, (await ticket_by_number(client, second)).id or 0, "urge") == []

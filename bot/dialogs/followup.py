@@ -82,18 +82,23 @@ async def _pick(msg: Inbound, session: Session, purpose: str, candidates: list[T
         return (named[0], None) if named else (None, texts.OTHERS_TICKET)
     if len(candidates) <= 1:
         return (candidates[0] if candidates else None), None
-    options = "\n".join(f"{i}. {t.number} {_summary(t.description, 20)}" for i, t in enumerate(candidates, 1))
+    options = "\n".join(f"{i}. {t.number} {_summary(' '.join(t.description.split()), 20)}"
+                         for i, t in enumerate(candidates, 1))
     session.goto(CHOOSING_TICKET, purpose=purpose, numbers=[t.number for t in candidates], text=msg.content,
                  kind=msg.msg_type, fields={k: v for k, v in msg.fields.items() if isinstance(v, str)})
     return None, texts.CHOOSE_TICKET.format(options=options)
 
 
-async def ticket_chosen(msg: Inbound, session: Session) -> str:
+def is_choice(msg: Inbound, session: Session) -> bool:
+    return parse_choice(msg.content, len(session.data.get("numbers", []))) is not None
+
+
+async def ticket_chosen(msg: Inbound, session: Session) -> str | None:
     """The numbered reply to CHOOSE_TICKET."""
     numbers = session.data.get("numbers", [])
     choice = parse_choice(msg.content, len(numbers))
     if choice is None:
-        return texts.BIND_BAD_CHOICE
+        return None  # not an answer: the registry understands it afresh
     purpose, text, kind = session.data.get("purpose"), session.data.get("text", ""), session.data.get("kind", "text")
     fields = session.data.get("fields") or {}
     session.reset()

@@ -94,6 +94,14 @@ async def intent_chosen(msg: Inbound, session: Session) -> str | None:
     return await INTENTS[codes[choice - 1]](original, session)
 
 
+async def ticket_chosen(msg: Inbound, session: Session) -> str | None:
+    """The reply to 「请问是哪一件？」: a number picks the ticket; anything else is understood afresh."""
+    if followup.is_choice(msg, session):
+        return await followup.ticket_chosen(msg, session)
+    session.reset()
+    return await understand(msg, session)
+
+
 async def media(msg: Inbound, session: Session) -> str | None:
     """Photo, video, link from an idle resident: the answer to a waiting ticket, else a report."""
     answered = await followup.answer_if_waiting(msg, session)
@@ -178,7 +186,7 @@ STEPS: dict[tuple[str, str], Handler] = {
     ("choosing_community", "text"): binding.choose_community,
     ("choosing_grid", "text"): binding.choose_grid,
     (CHOOSING_INTENT, "text"): intent_chosen,
-    (followup.CHOOSING_TICKET, "text"): followup.ticket_chosen,
+    (followup.CHOOSING_TICKET, "text"): ticket_chosen,
     (emergency.AWAITING_LOCATION, "location"): emergency.location_given,
 }
 
