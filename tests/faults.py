@@ -169,6 +169,8 @@ class ServiceConfig:
     sweep_seconds: float = 1.0
     pool_size: int | None = None
     pool_timeout: float | None = None
+    lock_tickets_at: float | None = None  # PostgreSQL: the ticket table locked this long after the load began…
+    lock_tickets_seconds: float = 1.0  # …for this long
     extra_env: dict[str, str] = field(default_factory=dict)
     # The source tree the service runs from (`python -m bot` with it as the working
     # directory): this checkout, or an exported commit (source_tree()).
@@ -573,6 +575,29 @@ def outage_faults(pg: Postgres, at: float, seconds: float) -> list[Fault]:
     return [(at, "pg-stop", stop), (at + seconds, "pg-start", start)]
 
 
+def ticket_lock_faults(database_url: str, at: float, seconds: float) -> list[Fault]:
+    """The ticket table locked against writes (SHARE) from `at` for `seconds`: every
+    handling then holds its pooled connection while it waits, so a small pool is
+    exhausted however fast the machine is."""
+    import asyncpg
+
+    held: list[Any] = []
+
+    async def lock() -> None:
+        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+        hold = conn.transaction()
+        await hold.start()
+        await conn.execute("LOCK TABLE ticket IN SHARE MODE")
+        held[:] = [conn, hold]
+
+    async def unlock() -> None:
+        conn, hold = held
+        await hold.commit()
+        await conn.close()
+
+    return [(at, "lock-tickets", lock), (at + seconds, "unlock-tickets", unlock)]
+
+
 # ---------------------------------------------------------------- the database
 
 @dataclass
@@ -797,6 +822,8 @@ class Scenario:
     outage_seconds: float = 10.0  # …for this long
     pool_size: int | None = None
     pool_timeout: float | None = None
+    lock_tickets_at: float | None = None  # PostgreSQL: the ticket table locked this long after the load began…
+    lock_tickets_seconds: float = 1.0  # …for this long
     retries: int = 3
     retry_interval: float = 5.0
     timeout: float = 5.0
@@ -942,6 +969,9 @@ async def run_scenario(s: Scenario, *, admin_url: str | None = None, pg: Postgre
                 if s.outage_at is not None:
                     assert pg is not None
                     faults += outage_faults(pg, s.outage_at, s.outage_seconds)
+                if s.lock_tickets_at is not None:
+                    assert database_url, "the ticket lock needs PostgreSQL"
+                    faults += ticket_lock_faults(database_url, s.lock_tickets_at, s.lock_tickets_seconds)
                 say(f"load: {s.count} complaints at {s.rate}/s for ≤{s.seconds} s, faults {[f[1] for f in faults]}")
                 load = await run_load(platform, residents, count=s.count, seconds=s.seconds, rate=s.rate,
                                       faults=faults)
