@@ -8,26 +8,26 @@ from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from sqlmodel import select
 
-from bot.areas import AreaDirectory
+from bot.casework.areas import AreaDirectory
+from bot.casework.context import Casework
+from bot.casework.org import Organisation
 from bot.dialogs.advice import EmergencyGuide
 from bot.inbox import Inbox
 from bot.routes import CALLBACK, INBOX, setup_routes
 from bot.scheduler import start_scheduler
 from bot.services import SERVICES, Services
 from bot.settings import Settings
-from bot.sla import SlaPolicy
+from bot.casework.sla import SlaPolicy
 from bot.tasks import BackgroundTasks
 from bot.wechat.callback import WeChatCallback
 from bot.wechat.client import WeChatClient
 from bot.wechat.outbox import OutboxSender
-from bot.workflow import Workflow
+from bot.casework.workflow import Workflow
 from nlp.intent import IntentClassifier
 from nlp.router import Router
 from storage import migrate, seed
 from storage.db import Database
-from storage.models import Staff
 from surveys.definitions import load_surveys
 
 log = logging.getLogger(__name__)
@@ -54,25 +54,28 @@ async def open_database(settings: Settings) -> Database:
 async def build_services(settings: Settings, db: Database, http: aiohttp.ClientSession) -> Services:
     async with db.session() as s:
         areas = await AreaDirectory.load(s)
-        staff = list((await s.exec(select(Staff).where(Staff.active == True))).all())  # noqa: E712
+        org = await Organisation.load(s)
     router = Router.from_config(settings.config_dir, areas.locator, areas.gazetteer,
                                 settings.routing.confidence_threshold, settings.models_dir)
     client = None if settings.wechat.offline else WeChatClient(settings.wechat, http)
+    workflow = Workflow.load(settings.config_dir / "workflow.toml")
+    sla = SlaPolicy.load(settings.config_dir)
+    outbox = OutboxSender(db, settings.wechat, client)
     return Services(
         settings=settings,
         db=db,
         areas=areas,
         router=router,
-        workflow=Workflow.load(settings.config_dir / "workflow.toml"),
-        sla=SlaPolicy.load(settings.config_dir),
+        workflow=workflow,
+        sla=sla,
         tasks=BackgroundTasks(),
         http=http,
         wechat=client,
-        outbox=OutboxSender(db, settings.wechat, client),
-        staff=staff,
+        outbox=outbox,
         surveys=load_surveys(settings.config_dir / "surveys"),
         emergency=EmergencyGuide.load(settings.config_dir / "emergency.toml"),
         intents=IntentClassifier.from_config(settings.config_dir, router.tagger),
+        case=Casework(db=db, workflow=workflow, sla=sla, router=router, areas=areas, org=org, outbox=outbox),
     )
 
 
@@ -111,9 +114,13 @@ def create_app(settings: Settings) -> web.Application:
             await services.outbox.close()
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-        scheduler = start_scheduler(app[SERVICES], app[INBOX])
+        from bot.leader import Leadership
+
+        leadership = Leadership.for_settings(settings)
+        scheduler = start_scheduler(app[SERVICES], app[INBOX], leadership=leadership)
         yield
         scheduler.shutdown(wait=False)
+        await leadership.release()  # another worker takes over on its next try
 
     app.cleanup_ctx.extend([database_ctx, services_ctx, scheduler_ctx])
     setup_routes(app, settings)

@@ -153,7 +153,7 @@ def cmd_menu_push(args: argparse.Namespace, settings: Settings) -> int:
     import aiohttp
 
     from bot.wechat.client import WeChatAPIError, WeChatClient
-    from bot.wechat.outbox import record_offline
+    from storage.outbox_rows import record_offline
     from storage.db import Database
 
     menu = load_menu(settings)
@@ -217,7 +217,7 @@ def cmd_outbox_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
     """One report per stdin line → one JSON object per line (uses the demo grids' gazetteer)."""
-    from bot.areas import AreaDirectory
+    from bot.casework.areas import AreaDirectory
     from nlp.router import Router
     from storage.db import Database
 
@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bot.settings import CONFIG_DIR
     from bot.ticket_cli import add_ticket_commands
-    from bot.workflow import Workflow
+    from bot.casework.workflow import Workflow
 
     try:  # the actions for the help text; `act` checks the configured workflow itself
         actions = {action: t.label for action, t in Workflow.load(CONFIG_DIR / "workflow.toml").transitions.items()}

@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import Services
 from bot.wechat.client import WeChatAPIError
-from bot.wechat.outbox import record_offline
+from storage.outbox_rows import record_offline
 from storage.models import Attachment
 
 log = logging.getLogger(__name__)

@@ -7,18 +7,18 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from bot.areas import AreaDirectory
+from bot.casework.areas import AreaDirectory
+from bot.casework.context import Casework
 from bot.dialogs.advice import EmergencyGuide
 from bot.settings import Settings
-from bot.sla import SlaPolicy
+from bot.casework.sla import SlaPolicy
 from bot.tasks import BackgroundTasks
 from bot.wechat.client import WeChatClient
 from bot.wechat.outbox import OutboxSender
-from bot.workflow import Workflow
+from bot.casework.workflow import Workflow
 from nlp.intent import IntentClassifier
 from nlp.router import Router
 from storage.db import Database
-from storage.models import Staff
 from surveys.definitions import Survey
 
 
@@ -34,10 +34,10 @@ class Services:
     http: aiohttp.ClientSession
     wechat: WeChatClient | None  # None in offline mode
     outbox: OutboxSender
-    staff: list[Staff]  # active staff, loaded at start (they change through admin actions)
     surveys: dict[str, Survey]  # questionnaires from config/surveys/, validated at start
     emergency: EmergencyGuide  # advice per danger, config/emergency.toml
     intents: IntentClassifier  # what a resident's text wants, config/intents.toml
+    case: Casework  # the ticket domain's view of the above (bot/casework)
 
 
 SERVICES = web.AppKey("services", Services)

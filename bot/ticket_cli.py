@@ -1,5 +1,5 @@
 """`minyi ticket …`: list, show and act on tickets from a shell (dispatchers and
-supervisors on the server; the web console calls the same bot.desk.act)."""
+supervisors on the server; the web console calls the same bot.casework.desk.act)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def cmd_ticket_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ticket_show(args: argparse.Namespace, settings: Settings) -> int:
     from bot.clock import format_local
-    from bot.tickets import events_of, find_ticket
+    from bot.casework.queries import events_of, find_ticket
 
     async def run(services: Any) -> int:
         async with services.db.session() as s:
@@ -89,11 +89,20 @@ def cmd_ticket_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ticket_act(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.desk import DeskError, act
+    from bot.casework.actors import Actor
+    from bot.casework.desk import DeskError, act, audit_refusal
 
     async def run(services: Any) -> int:
+        case = services.case
+        staff = case.org.find(args.by)
+        if staff is None:
+            reason = f"没有在职的工作人员 {args.by}（见 minyi staff list）"
+            await audit_refusal(case, Actor(f"unknown:{args.by}"[:64]), args.action, args.number, reason)
+            print(reason, file=sys.stderr)
+            return 1
         try:
-            done = await act(services, args.number, args.action, args.by, args.note, args.category, args.grid)
+            done = await act(case, args.number, args.action, Actor.of_staff(staff), args.note, args.category,
+                             args.grid)
         except DeskError as exc:
             print(str(exc), file=sys.stderr)
             return 1
@@ -128,7 +137,8 @@ def add_ticket_commands(sub: Any, workflow_actions: dict[str, str]) -> None:
                                             "并作为路由模型下次训练的标签。群众（及并入此单的重复诉求人）会收到状态更新。")
     act.add_argument("number", help="工单编号")
     act.add_argument("action", metavar="动作", help="见上面的动作列表")
-    act.add_argument("--by", required=True, metavar="工作人员", help="操作人（工号或姓名，记入审计）")
+    act.add_argument("--by", required=True, metavar="工作人员",
+                     help="操作人：在职工作人员的工号或姓名（不认识的操作人被拒绝，并记入审计）")
     act.add_argument("--note", help="处理说明（会发给群众）")
     act.add_argument("--category", help="改为此分类代码（仅 dispatch）")
     act.add_argument("--grid", help="改为此网格编码（仅 dispatch）")

@@ -37,14 +37,44 @@ class Area(SQLModel, table=True):
 
 
 class Staff(SQLModel, table=True):
+    """A staff member. `login` (工号) is how people and the CLI name them; their role's
+    rights are rows of config/rights.toml; `area_code` is their node of the grid tree."""
+
     __tablename__ = "staff"
     id: Optional[int] = Field(default=None, primary_key=True)
+    login: Optional[str] = Field(default=None, max_length=32, sa_column_kwargs={"unique": True})
     name: str = Field(max_length=50)
-    role: str = Field(max_length=24, index=True)  # grid_worker / liaison / dispatcher / supervisor / admin
+    role: str = Field(max_length=24, index=True)  # a role code of config/rights.toml
     area_code: Optional[str] = Field(default=None, foreign_key="area.code", max_length=32, index=True)
     department: Optional[str] = Field(default=None, max_length=32, index=True)
     openid: Optional[str] = Field(default=None, max_length=64, index=True)
     active: bool = True
+
+
+class StaffInvite(SQLModel, table=True):
+    """A one-time binding code (`minyi staff invite`): the staff member sends 「绑定 CODE」
+    and their openid is bound. Only the code's hash is stored."""
+
+    __tablename__ = "staff_invite"
+    code_hash: str = Field(primary_key=True, max_length=64)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    created_at: datetime
+    expires_at: datetime
+    used_at: Optional[datetime] = None
+    used_by: Optional[str] = Field(default=None, max_length=64)
+
+
+class AuditEntry(SQLModel, table=True):
+    """An action refused (or another security-relevant act): who, what, on what, why."""
+
+    __tablename__ = "audit_entry"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str = Field(max_length=64, index=True)
+    action: str = Field(max_length=32)
+    target: Optional[str] = Field(default=None, max_length=64)
+    outcome: str = Field(max_length=16)  # refused / allowed / bound …
+    reason: Optional[str] = Field(default=None, max_length=300)
 
 
 class Resident(SQLModel, table=True):
@@ -108,7 +138,7 @@ class InboundMessage(SQLModel, table=True):
 class Ticket(SQLModel, table=True):
     __tablename__ = "ticket"
     # Newest first: a resident's tickets (also the repeat candidates), and a grid's originals
-    # of one category (the duplicate candidates, bot.tickets).
+    # of one category (the duplicate candidates, bot.casework.tickets).
     __table_args__ = (Index("ix_ticket_openid_created", "openid", "created_at"),
                       Index("ix_ticket_duplicate_candidates", "area_code", "category", "duplicate_of_id",
                             "created_at"))
@@ -142,6 +172,18 @@ class Ticket(SQLModel, table=True):
     duplicate_of_id: Optional[int] = Field(default=None, foreign_key="ticket.id")
     # The same resident's earlier open ticket on the same problem (二次投诉).
     repeat_of_id: Optional[int] = Field(default=None, foreign_key="ticket.id")
+    # The SLA clock (bot/casework/sla_clock.py): 80 % points of the deadlines, the pause
+    # in progress and the time paused so far (deadlines move on by each pause), the
+    # overdue mark and how far up the grid tree the ticket has been escalated.
+    response_warn_at: Optional[datetime] = Field(default=None, index=True)
+    closure_warn_at: Optional[datetime] = Field(default=None, index=True)
+    paused_since: Optional[datetime] = None
+    paused_seconds: int = 0
+    overdue: bool = False
+    escalation_level: int = 0
+    # The staff member who accepted it (handles it) and how often it was reopened.
+    handler_id: Optional[int] = Field(default=None, foreign_key="staff.id", index=True)
+    reopen_count: int = 0
 
 
 class TicketEvent(SQLModel, table=True):
@@ -156,6 +198,72 @@ class TicketEvent(SQLModel, table=True):
     to_status: Optional[str] = Field(default=None, max_length=24)
     actor: str = Field(max_length=64)
     note: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class TicketChange(SQLModel, table=True):
+    """One field of a ticket changed (django-helpdesk's TicketChange): status, category,
+    area_code, department, urgency, handler_id …, beside the event that made it.
+    Retraining reads re-categorisations from here."""
+
+    __tablename__ = "ticket_change"
+    __table_args__ = (Index("ix_ticket_change_field_at", "field", "at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    event_id: Optional[int] = Field(default=None, foreign_key="ticket_event.id")
+    field: str = Field(max_length=32)
+    old_value: Optional[str] = Field(default=None, max_length=200)
+    new_value: Optional[str] = Field(default=None, max_length=200)
+    actor: str = Field(max_length=64)
+    at: datetime
+
+
+class SlaMark(SQLModel, table=True):
+    """A warning or escalation the SLA clock made, once per ticket, clock and level:
+    the unique key is what makes a tick idempotent on any number of workers."""
+
+    __tablename__ = "sla_mark"
+    __table_args__ = (Index("ux_sla_mark_once", "ticket_id", "kind", "clock", "level", unique=True),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id")
+    kind: str = Field(max_length=16)  # warn / breach / escalate
+    clock: str = Field(max_length=16)  # response / closure
+    level: int = 0  # escalation level (1 = parent node of the grid, 2 = next …)
+    area_code: Optional[str] = Field(default=None, max_length=32)  # the node escalated to
+    at: datetime
+
+
+class TicketPart(SQLModel, table=True):
+    """A co-department's part of a joint dispatch (联合派单): told, accepts, reports done;
+    the lead department closes when every part is done."""
+
+    __tablename__ = "ticket_part"
+    __table_args__ = (Index("ux_ticket_part", "ticket_id", "department", unique=True),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    department: str = Field(max_length=32)
+    status: str = Field(max_length=24)  # a part state of config/workflow.toml
+    handler_id: Optional[int] = Field(default=None, foreign_key="staff.id")
+    note: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime
+    accepted_at: Optional[datetime] = None
+    done_at: Optional[datetime] = None
+
+
+class Rating(SQLModel, table=True):
+    """The resident's 回访 answer for one resolution of a ticket (round 1, 2 … after a
+    reopen). channel: chat / link / default (no answer in time → 未评价, never satisfied)."""
+
+    __tablename__ = "rating"
+    __table_args__ = (Index("ux_rating_round", "ticket_id", "round", unique=True),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    round: int = 1
+    channel: Optional[str] = Field(default=None, max_length=16)  # set when answered
+    satisfaction: Optional[str] = Field(default=None, max_length=8)  # 满意 / 基本满意 / 不满意 / 未评价
+    resolution: Optional[str] = Field(default=None, max_length=8)  # 已解决 / 部分解决 / 未解决
+    comment: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
+    asked_at: datetime
+    answered_at: Optional[datetime] = None
 
 
 class Attachment(SQLModel, table=True):

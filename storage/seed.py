@@ -41,7 +41,7 @@ async def load_staff(session: AsyncSession, path: Path) -> int:
     for item in _load(path).get("staff", []):
         if item.get("openid") in existing:
             continue
-        session.add(Staff(name=item["name"], role=item["role"], area_code=item.get("area"),
+        session.add(Staff(login=item.get("login"), name=item["name"], role=item["role"], area_code=item.get("area"),
                           department=item.get("department"), openid=item.get("openid")))
         added += 1
     return added

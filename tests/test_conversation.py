@@ -33,7 +33,7 @@ async def events_of(client: Any, ticket_id: int, action: str) -> list[TicketEven
 
 def grid_worker(client: Any, ticket: Ticket) -> str:
     """The openid of the demo grid worker of the ticket's grid (config/demo/staff.toml)."""
-    [openid] = [p.openid for p in services_of(client).staff if p.area_code == ticket.area_code and p.openid
+    [openid] = [p.openid for p in services_of(client).case.org.staff if p.area_code == ticket.area_code and p.openid
                 and p.openid.startswith("o-demo-grid-")]
     return openid
 

@@ -1,4 +1,4 @@
-"""Staff work a ticket with `minyi ticket act` (bot.desk): workflow transitions, re-routes
+"""Staff work a ticket with `minyi ticket act` (bot.casework.desk): workflow transitions, re-routes
 that the router learns from, and the notices to staff and residents.
 
 Reports come in through /wechat; staff act through the CLI (run in a thread while the

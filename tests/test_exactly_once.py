@@ -73,9 +73,9 @@ async def test_crash_mid_request_loses_nothing_and_the_retry_creates_the_ticket(
                                                                                  monkeypatch: pytest.MonkeyPatch):
     openid = new_openid()
     await consented(sender, openid)
-    import bot.tickets
+    import bot.casework.tickets
 
-    real_notify = bot.tickets.notify_staff
+    real_notify = bot.casework.tickets.notify_staff
     crashes = {"left": 1}
 
     def crash_once(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -84,7 +84,7 @@ async def test_crash_mid_request_loses_nothing_and_the_retry_creates_the_ticket(
             raise RuntimeError("simulated crash after the ticket row was written")
         return real_notify(*args, **kwargs)
 
-    monkeypatch.setattr(bot.tickets, "notify_staff", crash_once)
+    monkeypatch.setattr(bot.casework.tickets, "notify_staff", crash_once)
     message = wechat.text(openid, COMPLAINT)
     failed = await sender.post(message)
     assert failed.status == 503  # WeChat will retry

@@ -12,7 +12,8 @@ from sqlmodel import select
 
 from bot.clock import utcnow
 from bot.settings import CONFIG_DIR
-from bot.wechat.outbox import MAX_ATTEMPTS, enqueue_text
+from bot.wechat.outbox import MAX_ATTEMPTS
+from storage.outbox_rows import enqueue_text
 from storage.models import Outbox, Ticket
 from tests import wechat
 from tests.conftest import services_of

@@ -25,7 +25,7 @@ from bot.settings import CONFIG_DIR, is_loopback_host, load_settings
 from bot.sim import SIM_SESSIONS, is_local_request
 from bot.sim.errors import SimError
 from bot.sim.sessions import Limits, SimSessions
-from bot.wechat.outbox import record_offline
+from storage.outbox_rows import record_offline
 from storage.models import Outbox
 from tests.conftest import make_settings, services_of
 

@@ -41,7 +41,7 @@ async def human(msg: Inbound, session: Session) -> str:
     if not _in_service_hours(session, session.now):
         return texts.HUMAN_OUT_OF_HOURS.format(number=hotline.number, hours=hotline.hours)
     who = session.resident.openid[-6:]
-    for person in session.services.staff:
+    for person in session.services.case.org.staff:
         if person.openid and person.role == hotline.notify_role:
             session.services.outbox.queue_text(session.db, person.openid, texts.HUMAN_NOTICE.format(who=who),
                                                title="转人工")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
+from bot.casework.actors import RESIDENT_CODE
 from bot.dialogs import texts
 from bot.dialogs.session import Session
 from bot.wechat.inbound import Inbound
@@ -61,14 +62,14 @@ async def _place(session: Session, ticket_id: int, area_code: str | None, label:
     connection = await session.db.connection()
     await connection.execute(update(Ticket.__table__).where(Ticket.__table__.c.id == ticket_id)  # type: ignore[attr-defined]
                              .values(**values))
-    session.db.add(TicketEvent(ticket_id=ticket_id, at=session.now, action="locate", actor=session.resident.openid,
+    session.db.add(TicketEvent(ticket_id=ticket_id, at=session.now, action="locate", actor=RESIDENT_CODE,
                                note=f"群众补充位置：{label}"))
     if lat is not None and lng is not None:
         session.db.add(Attachment(ticket_id=ticket_id, kind="location", label=label[:300] or None, lat=lat, lng=lng,
                                   created_at=session.now))
     number = session.data.get("number", "")
     area = session.services.areas.full_name(area_code) if area_code else ""
-    for person in session.services.staff:
+    for person in session.services.case.org.staff:
         if person.openid and person.role in session.services.emergency.notify_roles:
             session.services.outbox.queue_text(session.db, person.openid,
                                                f"【红色预警·位置】{number}\n位置：{area} {label}".rstrip(),

@@ -7,12 +7,13 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from bot.clock import format_local
-from bot.desk import act_in
+from bot.casework.actors import RESIDENT_CODE, Actor
+from bot.casework.desk import act_in
 from bot.dialogs import texts
 from bot.dialogs.choices import parse_choice
 from bot.dialogs.session import Session
 from bot.media import fetch_media
-from bot.tickets import notify_staff
+from bot.casework.notify import notify_staff
 from bot.wechat.inbound import Inbound
 from storage.models import Attachment, Ticket, TicketEvent
 
@@ -44,10 +45,10 @@ async def waiting_tickets(session: Session) -> list[Ticket]:
 
 def _handler_openids(session: Session, ticket: Ticket, accepted_by: str | None) -> set[str]:
     """Who handles it: the staff member who accepted it, else whom a new ticket there notifies."""
-    staff = [p for p in session.services.staff if p.openid and p.name == accepted_by]
+    staff = [p for p in session.services.case.org.staff if p.openid and p.name == accepted_by]
     if staff:
         return {p.openid for p in staff if p.openid}
-    return {row["openid"] for row in notify_staff(session.services, ticket) if row.get("openid")}
+    return {row["openid"] for row in notify_staff(session.services.case, ticket) if row.get("openid")}
 
 
 async def _accepted_by(session: Session, ticket: Ticket) -> str | None:
@@ -129,7 +130,7 @@ async def _urge(session: Session, ticket: Ticket, text: str) -> str:
     earlier = (await session.db.exec(select(TicketEvent.id).where(TicketEvent.ticket_id == ticket.id,
                                                                   TicketEvent.action == URGE_ACTION))).all()
     session.db.add(TicketEvent(ticket_id=ticket.id or 0, at=session.now, action=URGE_ACTION,
-                               actor=session.resident.openid, note=text[:500] or None))
+                               actor=RESIDENT_CODE, note=text[:500] or None))
     handler = _handler_openids(session, ticket, await _accepted_by(session, ticket))
     _notify(session, handler, texts.URGE_NOTICE.format(number=ticket.number, count=len(earlier) + 1,
                                                        summary=_summary(ticket.description)),
@@ -161,8 +162,8 @@ async def _answer(msg: Inbound, session: Session, ticket: Ticket) -> str:
     services = session.services
     summary = _summary(msg.content or texts.MEDIA_KIND.get(msg.msg_type, "材料"))
     if ticket.status in services.workflow.states_of_kind("waiting") and services.workflow.resident_reply_action:
-        await act_in(services, session.db, ticket.number, services.workflow.resident_reply_action,
-                     actor=session.resident.openid, note=f"群众已补充：{summary}")
+        await act_in(services.case, session.db, ticket.number, services.workflow.resident_reply_action,
+                     actor=Actor.resident(session.resident.openid), note=f"群众已补充：{summary}")
     handler = _handler_openids(session, ticket, await _accepted_by(session, ticket))
     _notify(session, handler, texts.ANSWER_NOTICE.format(number=ticket.number, summary=summary),
             title=f"群众补充 {ticket.number}")
@@ -199,5 +200,5 @@ async def _attach(msg: Inbound, session: Session, ticket: Ticket) -> str:
             fetch_media(session.services, session.db, ticket.id or 0, [attachment], session.after_commit)
     note = msg.content or f"群众补充{kind}"
     session.db.add(TicketEvent(ticket_id=ticket.id or 0, at=session.now, action=SUPPLEMENT_ACTION,
-                               actor=session.resident.openid, note=note[:1000]))
+                               actor=RESIDENT_CODE, note=note[:1000]))
     return kind

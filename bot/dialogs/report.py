@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 
+from bot.casework.actors import RESIDENT_CODE
 from bot.clock import format_local
 from bot.dialogs import binding, texts
 from bot.dialogs.session import Session
 from bot.media import fetch_media
-from bot.tickets import Created, Evidence, NewTicket, create_ticket
+from bot.casework.tickets import Created, Evidence, NewTicket, create_ticket
 from bot.wechat.inbound import Inbound
 from nlp.router import Routing
 from storage.models import Attachment, TicketEvent
@@ -204,7 +205,7 @@ async def submit(msg: Inbound | None, session: Session, routing: Routing | None 
     levels = services.router.urgency.order
     if session.data.get("emergency") and services.router.urgency.rank(routing.urgency) < len(levels) - 2:
         routing = dataclasses.replace(routing, urgency=levels[-2])  # the menu's 紧急求助: at least urgent
-    created = await create_ticket(services, session.db, NewTicket(
+    created = await create_ticket(services.case, session.db, NewTicket(
         openid=session.resident.openid, description=description, routing=routing, location=location,
         address=locations[-1].label if locations else None, evidence=evidence, source_key=session.message_key,
         compare_text=bool(parts),
@@ -261,7 +262,7 @@ async def supplement(msg: Inbound, session: Session) -> str:
     attachment = Attachment(ticket_id=ticket_id, kind=evidence.kind, media_id=evidence.media_id, url=evidence.url,
                             label=evidence.label, lat=evidence.lat, lng=evidence.lng, created_at=session.now)
     session.db.add(attachment)
-    session.db.add(TicketEvent(ticket_id=ticket_id, at=session.now, action="supplement", actor=session.resident.openid,
+    session.db.add(TicketEvent(ticket_id=ticket_id, at=session.now, action="supplement", actor=RESIDENT_CODE,
                                note=f"群众补充{texts.MEDIA_KIND.get(evidence.kind, '材料')}"))
     if evidence.media_id:
         await session.db.flush()

@@ -7,7 +7,8 @@ import re
 from bot.clock import format_local
 from bot.dialogs import texts
 from bot.dialogs.session import Session
-from bot.tickets import SYSTEM_ACTOR, events_of, find_ticket, tickets_of
+from bot.casework.queries import events_of, find_ticket, tickets_of
+from bot.casework.tickets import SYSTEM_ACTOR
 from bot.wechat.inbound import Inbound
 
 TICKET_NUMBER = re.compile(r"\b(\d{8}-\d{4})\b")

@@ -12,8 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import or_, update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,45 +21,12 @@ from bot.settings import WeChatSettings
 from bot.wechat.client import API_DAILY_LIMIT, CUSTOM_QUOTA, WINDOW_CLOSED, WeChatAPIError, WeChatClient
 from storage.db import Database
 from storage.models import Outbox
+from storage.outbox_rows import enqueue_text, text_row
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 STALE_SENDING = timedelta(minutes=5)
-_INSERT_OUTBOX = insert(Outbox)
-
-
-def text_row(openid: str, content: str, *, title: str = "", url: str | None = None,
-             status: str = "pending") -> dict[str, Any]:
-    """The column values of a queued text message: one definition for the ORM path
-    (enqueue_text) and the bulk Core insert a new ticket uses (insert_rows)."""
-    return {"kind": "text", "openid": openid, "payload": {"content": content, "title": title or content[:20], "url": url},
-            "status": status, "attempts": 0, "created_at": utcnow()}
-
-
-def enqueue_text(session: AsyncSession, openid: str, content: str, *, title: str = "",
-                 url: str | None = None, status: str = "pending") -> Outbox:
-    """Queue a message to one person. The sender picks the channel: customer-service
-    message first, then template, then subscription message."""
-    row = Outbox(**text_row(openid, content, title=title, url=url, status=status))
-    session.add(row)
-    return row
-
-
-async def insert_rows(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Queue several messages with one Core executemany in the caller's transaction:
-    on the hot path (a new ticket) this is several times cheaper than ORM objects."""
-    if rows:
-        await connection.execute(_INSERT_OUTBOX, rows)
-
-
-def record_offline(session: AsyncSession, kind: str, payload: dict[str, Any], openid: str | None = None) -> Outbox:
-    """A direct call (menu push, media download) that offline mode did not make."""
-    row = Outbox(kind=kind, openid=openid, payload=payload, status="offline", created_at=utcnow())
-    session.add(row)
-    return row
-
-
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(3600, 30 * 2 ** max(0, attempts - 1)))
 

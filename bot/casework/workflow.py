@@ -18,6 +18,9 @@ class State:
     open311: str
     sla_clock: str
     kind: str  # open / triage / waiting / closed
+    stamp: str = ""  # ticket column set when first reached, e.g. accepted_at
+    notify: str = ""  # dispatchers / handlers: who is told when a ticket arrives anew
+    takes_handler: bool = False  # the staff member who moves a ticket here becomes its handler
 
 
 @dataclass(frozen=True)
@@ -30,13 +33,15 @@ class Transition:
 
 class Workflow:
     def __init__(self, states: dict[str, State], transitions: dict[str, Transition], initial: str,
-                 resident_reply_action: str = "") -> None:
+                 resident_reply_action: str = "", reroute_action: str = "") -> None:
         self.states = states
         self.transitions = transitions
         self.initial = initial
         self.resident_reply_action = resident_reply_action
-        if resident_reply_action and resident_reply_action not in transitions:
-            raise ValueError(f"resident_reply_action {resident_reply_action} is not a transition")
+        self.reroute_action = reroute_action
+        for name, action in (("resident_reply_action", resident_reply_action), ("reroute_action", reroute_action)):
+            if action and action not in transitions:
+                raise ValueError(f"{name} {action} is not a transition")
         for t in transitions.values():
             unknown = (t.sources | {t.target}) - states.keys()
             if unknown:
@@ -46,16 +51,30 @@ class Workflow:
     def load(cls, path: Path) -> "Workflow":
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
-        states = {s["code"]: State(s["code"], s["label"], s["open311"], s["sla_clock"], s["kind"])
+        states = {s["code"]: State(s["code"], s["label"], s["open311"], s["sla_clock"], s["kind"],
+                                   s.get("stamp", ""), s.get("notify", ""), bool(s.get("takes_handler", False)))
                   for s in raw["state"]}
         transitions = {
             t["action"]: Transition(t["action"], frozenset(t["from"]), t["to"], t["label"]) for t in raw["transition"]
         }
-        return cls(states, transitions, raw["initial"], raw.get("resident_reply_action", ""))
+        return cls(states, transitions, raw["initial"], raw.get("resident_reply_action", ""),
+                   raw.get("reroute_action", ""))
 
     def states_of_kind(self, kind: str) -> tuple[str, ...]:
         """State codes of one kind, e.g. states_of_kind("waiting"); sorted, for stable SQL."""
         return tuple(sorted(code for code, state in self.states.items() if state.kind == kind))
+
+    def states_with_clock(self, clock: str) -> tuple[str, ...]:
+        """State codes whose SLA clock is `clock` (running / paused / stopped)."""
+        return tuple(sorted(code for code, state in self.states.items() if state.sla_clock == clock))
+
+    def notifies(self, status: str) -> str:
+        state = self.states.get(status)
+        return state.notify if state else ""
+
+    def stamp(self, status: str) -> str:
+        state = self.states.get(status)
+        return state.stamp if state else ""
 
     def label(self, status: str) -> str:
         state = self.states.get(status)

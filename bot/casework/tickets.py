@@ -11,17 +11,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import Text, bindparam, insert, literal_column, type_coerce, union_all
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import to_local
-from bot.services import Services
-from bot.wechat.outbox import insert_rows
+from bot.casework.actors import RESIDENT_CODE, SYSTEM_CODE
+from bot.casework.context import Casework
+from bot.casework.notify import notify_staff
+from storage.outbox_rows import insert_rows
 from nlp import similarity
 from nlp.router import Routing
 from storage.models import Attachment, Counter, Ticket, TicketEvent
 
-SYSTEM_ACTOR = "system"
+SYSTEM_ACTOR = SYSTEM_CODE
 # A new report is compared with the open tickets of its grid created this recently…
 DUPLICATE_WINDOW = timedelta(hours=72)
 # …newest first, at most this many originals of the same category and this many of the
@@ -134,7 +136,7 @@ def _stored(raw: object) -> object:
     return raw
 
 
-async def _find_related(services: Services, connection, new: NewTicket,  # type: ignore[no-untyped-def]
+async def _find_related(case: Casework, connection, new: NewTicket,  # type: ignore[no-untyped-def]
                         signature: str | None, now: datetime) -> tuple[Related | None, Related | None]:
     """(duplicate_of, repeat_of) for a new report: the most similar open ticket of the same
     grid within DUPLICATE_WINDOW — the resident's own (a repeat complaint), and another
@@ -145,7 +147,7 @@ async def _find_related(services: Services, connection, new: NewTicket,  # type:
     if packed is None or not area_code:
         return None, None
     mine = similarity.Matcher(packed)
-    rows = (await connection.execute(_candidates_query(_open_states(services.workflow)), {
+    rows = (await connection.execute(_candidates_query(_open_states(case.workflow)), {
         "area_code": area_code, "since": now - DUPLICATE_WINDOW, "openid": new.openid,
         "category": new.routing.category})).all()
     best_own = best_other = None
@@ -166,7 +168,7 @@ async def _find_related(services: Services, connection, new: NewTicket,  # type:
     return duplicate_of, repeat_of
 
 
-async def create_ticket(services: Services, session: AsyncSession, new: NewTicket,
+async def create_ticket(case: Casework, session: AsyncSession, new: NewTicket,
                         now: datetime) -> Created:
     """Write the ticket, its audit trail and the staff notices in the caller's transaction.
 
@@ -181,14 +183,14 @@ async def create_ticket(services: Services, session: AsyncSession, new: NewTicke
     the ORM's unit of work cost more than everything else a complaint does. The
     returned Ticket is a detached copy for the reply; it is not in the session."""
     routing = new.routing
-    workflow = services.workflow
-    respond_due, close_due = services.sla.deadlines(now, routing.urgency, routing.sla_class)
+    workflow = case.workflow
+    schedule = case.sla.schedule(now, routing.urgency, routing.sla_class)
     # Routing happens as the ticket is created: submitted → dispatched or → triage.
-    action = "to_triage" if routing.needs_triage(services.router.threshold) else "route"
-    status = services.workflow.target(workflow.initial, action)
+    action = "to_triage" if routing.needs_triage(case.router.threshold) else "route"
+    status = case.workflow.target(workflow.initial, action)
     signature = similarity.signature(new.description) if new.compare_text else None
     connection = await session.connection()
-    duplicate_of, repeat_of = await _find_related(services, connection, new, signature, now)
+    duplicate_of, repeat_of = await _find_related(case, connection, new, signature, now)
     values = dict(
         number=await next_number(session, now),
         openid=new.openid,
@@ -208,8 +210,7 @@ async def create_ticket(services: Services, session: AsyncSession, new: NewTicke
         source_key=new.source_key,
         created_at=now,
         updated_at=now,
-        response_due_at=respond_due,
-        closure_due_at=close_due,
+        **schedule,
         signature=signature,
         duplicate_of_id=duplicate_of.id if duplicate_of else None,
         repeat_of_id=repeat_of.id if repeat_of else None,
@@ -220,9 +221,9 @@ async def create_ticket(services: Services, session: AsyncSession, new: NewTicke
     ticket = Ticket.model_construct(id=ticket_id, **values)
     event = dict(ticket_id=ticket_id, at=now, from_status=None)
     events = [
-        {**event, "action": "create", "to_status": workflow.initial, "actor": new.openid, "note": "群众通过公众号反映"},
+        {**event, "action": "create", "to_status": workflow.initial, "actor": RESIDENT_CODE, "note": "群众通过公众号反映"},
         {**event, "action": action, "from_status": workflow.initial, "to_status": status,
-         "actor": SYSTEM_ACTOR, "note": _routing_note(services, routing)},
+         "actor": SYSTEM_ACTOR, "note": _routing_note(case, routing)},
     ]
     linked = {**event, "from_status": status, "to_status": status, "actor": SYSTEM_ACTOR}
     if repeat_of is not None:
@@ -232,7 +233,7 @@ async def create_ticket(services: Services, session: AsyncSession, new: NewTicke
                        "note": f"与工单 {duplicate_of.number} 反映的是同一问题，已关联，由该工单一并办理"})
     await connection.execute(_INSERT_EVENTS, events)
     if duplicate_of is None or routing.urgency == "特急":  # a red warning is never held back
-        await insert_rows(connection, notify_staff(services, ticket))
+        await insert_rows(connection, notify_staff(case, ticket))
     # Attachments are rare and need their ids for the media download: ORM objects.
     attachments = [Attachment(ticket_id=ticket_id, kind=item.kind, media_id=item.media_id, url=item.url,
                               label=item.label, lat=item.lat, lng=item.lng, created_at=now) for item in new.evidence]
@@ -242,62 +243,7 @@ async def create_ticket(services: Services, session: AsyncSession, new: NewTicke
     return Created(ticket, attachments, duplicate_of, repeat_of)
 
 
-def _routing_note(services: Services, routing: Routing) -> str:
+def _routing_note(case: Casework, routing: Routing) -> str:
     words = "、".join(routing.keywords) or "无"
-    return (f"分类：{services.router.taxonomy.label(routing.category)}（置信度 {routing.confidence:.2f}，"
+    return (f"分类：{case.router.taxonomy.label(routing.category)}（置信度 {routing.confidence:.2f}，"
             f"关键词：{words}）；紧急程度：{routing.urgency}")
-
-
-def notify_staff(services: Services, ticket: Ticket) -> list[dict]:
-    """New-ticket notice to the grid worker and department liaison; 特急 also goes
-    straight to the district duty staff as a red warning (红色预警, 直报).
-    Returns the outbox rows, for create_ticket to insert in one go."""
-    taxonomy = services.router.taxonomy
-    area_name = services.areas.full_name(ticket.area_code) or "未定位"
-    summary = ticket.description if len(ticket.description) <= 60 else ticket.description[:60] + "…"
-    category = taxonomy.label(ticket.category)
-    staff = services.staff
-    rows: list[dict] = []
-    recipients: dict[str, str] = {}
-    if ticket.status == "triage":
-        for person in staff:
-            if person.role == "dispatcher" and person.openid:
-                recipients[person.openid] = "待分拨"
-    else:
-        for person in staff:
-            if not person.openid:
-                continue
-            if person.role == "grid_worker" and person.area_code == ticket.area_code:
-                recipients[person.openid] = "网格"
-            elif person.role == "liaison" and person.department == ticket.department:
-                recipients[person.openid] = "部门"
-    for openid, why in recipients.items():
-        rows.append(services.outbox.text_row(openid,
-                     f"【新工单·{why}】{ticket.number}\n类型：{ticket.appeal_type}\n类别：{category}\n"
-                     f"紧急程度：{ticket.urgency}\n"
-                     f"位置：{area_name}\n内容：{summary}\n请在时限内接单处理。",
-                     title=f"新工单 {ticket.number}"))
-    if ticket.urgency == "特急":
-        district_codes = {n.code for n in services.areas.ancestors(ticket.area_code) if n.level in ("district", "city")}
-        for person in staff:
-            if person.openid and person.role in ("dispatcher", "supervisor") and (
-                    not district_codes or person.area_code in district_codes):
-                rows.append(services.outbox.text_row(person.openid,
-                             f"【红色预警·直报】{ticket.number}\n{category}\n位置：{area_name}\n内容：{summary}\n"
-                             f"请立即处置并关注。", title=f"红色预警 {ticket.number}"))
-    return rows
-
-
-async def tickets_of(session: AsyncSession, openid: str, limit: int) -> list[Ticket]:
-    rows = await session.exec(select(Ticket).where(Ticket.openid == openid)
-                              .order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc()).limit(limit))
-    return list(rows.all())
-
-
-async def find_ticket(session: AsyncSession, number: str) -> Ticket | None:
-    return (await session.exec(select(Ticket).where(Ticket.number == number))).first()
-
-
-async def events_of(session: AsyncSession, ticket_id: int) -> list[TicketEvent]:
-    rows = await session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id))
-    return list(rows.all())

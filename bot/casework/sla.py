@@ -62,7 +62,8 @@ class WorkingCalendar:
 
 class SlaPolicy:
     def __init__(self, classes: dict[str, SlaClass], urgency_class: dict[str, str], calendar: WorkingCalendar,
-                 pause_states: frozenset[str]) -> None:
+                 pause_states: frozenset[str], warn_ratio: float = 0.8) -> None:
+        self.warn_ratio = warn_ratio
         self.classes = classes
         self.urgency_class = urgency_class
         self.calendar = calendar
@@ -74,7 +75,8 @@ class SlaPolicy:
             raw = tomllib.load(fh)
         classes = {code: SlaClass(code, c["label"], c["respond"], c["close"]) for code, c in raw["class"].items()}
         calendar = WorkingCalendar.load(config_dir / "holidays_cn.toml")
-        return cls(classes, dict(raw["urgency_class"]), calendar, frozenset(raw.get("pause_states", [])))
+        return cls(classes, dict(raw["urgency_class"]), calendar, frozenset(raw.get("pause_states", [])),
+                   float(raw.get("warn_ratio", 0.8)))
 
     def class_for(self, urgency: str, category_class: str | None = None) -> SlaClass:
         """The stricter of the category's class and the class the urgency demands."""
@@ -99,3 +101,11 @@ class SlaPolicy:
     def deadlines(self, start: datetime, urgency: str, category_class: str | None = None) -> tuple[datetime, datetime]:
         sla = self.class_for(urgency, category_class)
         return self.add(start, sla.respond), self.add(start, sla.close)
+
+    def schedule(self, start: datetime, urgency: str, category_class: str | None = None) -> dict[str, datetime]:
+        """The ticket's SLA columns: both deadlines and their warning points (`warn_ratio`
+        of the way from `start`), for the SLA clock's plain comparisons."""
+        respond, close = self.deadlines(start, urgency, category_class)
+        return {"response_due_at": respond, "closure_due_at": close,
+                "response_warn_at": start + (respond - start) * self.warn_ratio,
+                "closure_warn_at": start + (close - start) * self.warn_ratio}
