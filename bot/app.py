@@ -14,6 +14,7 @@ from bot.casework.context import Casework
 from bot.casework.org import Organisation
 from bot.dialogs.advice import EmergencyGuide
 from bot.inbox import Inbox
+from bot.leader import Leadership
 from bot.routes import CALLBACK, INBOX, setup_routes
 from bot.scheduler import start_scheduler
 from bot.services import SERVICES, Services
@@ -114,8 +115,6 @@ def create_app(settings: Settings) -> web.Application:
             await services.outbox.close()
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
-        from bot.leader import Leadership
-
         leadership = Leadership.for_settings(settings)
         scheduler = start_scheduler(app[SERVICES], app[INBOX], leadership=leadership)
         yield

@@ -1,21 +1,23 @@
 """Nightly retraining of the learned router from what staff decided.
 
 Labels come from the database: a ticket in a closed state (resolved / rated / archived)
-gives (description, category); a staff re-route (a `recategorize` event, see bot.desk,
+gives (description, category); a staff re-route (a `recategorize` event, see bot.casework.desk,
 whose note ends with the new category code) gives (description, new category) at once,
 open or closed, and overrides the category (the latest one wins). With at least
 `[routing] retrain_min_examples` examples a new model version is trained in a thread,
 saved under `<data dir>/models/` and put to use by this worker's router.
 
-Safe in several workers at once: training holds a file lock in the models directory;
-a worker that waited for it finds the model another worker has just trained (same
-data digest) and loads that instead of training again.
+The scheduled job runs in the leader process only (bot/leader.py, bot/scheduler.py);
+`minyi router retrain` may run beside it, on any host. Training holds a lock for its
+duration: on PostgreSQL an advisory lock of its own (no shared filesystem needed across
+hosts), on SQLite (one host) a file lock in the models directory. A process that waited
+for it finds the model another has just trained (same data digest) when the models
+directory is the same, and loads that instead of training again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import logging
 import re
@@ -25,7 +27,8 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from bot.desk import RECATEGORIZE
+from bot.casework.desk import RECATEGORIZE
+from bot.leader import exclusive
 from bot.services import Services
 from nlp.learned import FORMAT_VERSION, Examples, LearnedModel, current_path, load_current, taxonomy_seed
 from nlp.taxonomy import Taxonomy
@@ -35,6 +38,8 @@ from storage.models import Ticket, TicketEvent
 log = logging.getLogger(__name__)
 
 CLOSED_STATES = ("resolved", "rated", "archived")
+RETRAIN_LOCK = "minyi.router.retrain"  # the advisory lock's name (PostgreSQL)
+RETRAIN_LOCK_FILE = ".retrain.lock"  # in the models directory (SQLite)
 CV_FOLDS = 5
 _CODE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -96,26 +101,20 @@ def digest(texts: list[str], labels: list[str], seed: Examples | None = None) ->
     return h.hexdigest()[:16]
 
 
-def _train_locked(models_dir: Path, texts: list[str], labels: list[str], tokenizer: Any,
-                  cv_folds: int, taxonomy: Taxonomy) -> tuple[LearnedModel, bool]:
-    """Train and save under the models-dir lock; (model, trained) — not trained when the
-    current model already holds exactly these examples."""
+def _train_if_changed(models_dir: Path, texts: list[str], labels: list[str], tokenizer: Any,
+                      cv_folds: int, taxonomy: Taxonomy) -> tuple[LearnedModel, bool]:
+    """Train and save (run under the retrain lock); (model, trained) — not trained when
+    the current model already holds exactly these examples."""
     models_dir.mkdir(parents=True, exist_ok=True)
     seed = taxonomy_seed(taxonomy, labels)
     data_digest = digest(texts, labels, seed)
-    with open(models_dir / ".retrain.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            current = load_current(models_dir, tokenizer) if current_path(models_dir) else None
-            if current is not None and current.meta.get("digest") == data_digest:
-                return current, False
-            model = LearnedModel.train(texts, labels, tokenizer, cv_folds=cv_folds, source="tickets",
-                                       seed=seed)
-            model.meta["digest"] = data_digest
-            model.save(models_dir)
-            return model, True
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    current = load_current(models_dir, tokenizer) if current_path(models_dir) else None
+    if current is not None and current.meta.get("digest") == data_digest:
+        return current, False
+    model = LearnedModel.train(texts, labels, tokenizer, cv_folds=cv_folds, source="tickets", seed=seed)
+    model.meta["digest"] = data_digest
+    model.save(models_dir)
+    return model, True
 
 
 async def retrain(services: Services, min_examples: int | None = None,
@@ -129,8 +128,9 @@ async def retrain(services: Services, min_examples: int | None = None,
         return RetrainResult(False, len(texts), None, f"样本不足（{len(texts)} < {minimum}）")
     if len(set(labels)) < 2 and taxonomy_seed(router.taxonomy, labels) is None:
         return RetrainResult(False, len(texts), None, "只有一个类别，无法训练")
-    model, trained = await asyncio.to_thread(_train_locked, settings.models_dir, texts, labels,
-                                             router.tagger.tokenizer, cv_folds, router.taxonomy)
+    async with exclusive(settings, RETRAIN_LOCK, settings.models_dir / RETRAIN_LOCK_FILE):
+        model, trained = await asyncio.to_thread(_train_if_changed, settings.models_dir, texts, labels,
+                                                 router.tagger.tokenizer, cv_folds, router.taxonomy)
     router.set_model(model)
     if trained:
         log.info("routing model retrained: %s (%d examples, %d labels, cv macro-F1 %s)", model.path,

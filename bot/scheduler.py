@@ -1,15 +1,25 @@
-"""Scheduled jobs. One APScheduler per worker; every job is safe to run in several
-workers at once (rows are claimed before they are worked on — outbox rows, undone
-deliveries — and retraining holds a file lock in the models directory)."""
+"""Scheduled jobs. One APScheduler per worker.
+
+Per-worker jobs run in every worker: each is safe several times at once because rows
+are claimed before they are worked on (outbox rows, undone deliveries, drafts) or it
+only reads (the model watch). Leader-only jobs (nightly retraining; anything added with
+`add_leader_job`) run in every scheduler too, but through `Leadership.guard`: only the
+one leader process among all workers and hosts does the work (bot/leader.py), the
+others return at once. A job of its own tries to take leadership every
+`[scheduler] leader_retry_seconds`.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
 
+from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.dialogs.drafts import expire_drafts
 from bot.inbox import Inbox
+from bot.leader import Leadership
 from bot.retrain import ModelWatch, retrain_job
 from bot.services import Services
 
@@ -20,10 +30,19 @@ DRAFT_SWEEP_SECONDS = 60
 RETRAIN_JOB = "router-retrain"
 MODEL_WATCH_JOB = "router-model-watch"
 MODEL_WATCH_SECONDS = 60
+LEADER_ELECTION_JOB = "leader-election"
 
 
-def start_scheduler(services: Services, inbox: Inbox) -> AsyncIOScheduler:
-    scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
+def add_leader_job(scheduler: AsyncIOScheduler, leadership: Leadership, func: Callable[..., Awaitable[Any]],
+                   trigger: str, **kw: Any) -> Job:
+    """`scheduler.add_job(func, trigger, **kw)`, the job doing its work in the leader only."""
+    kw.setdefault("max_instances", 1)
+    kw.setdefault("coalesce", True)
+    return scheduler.add_job(leadership.guard(func), trigger, **kw)
+
+
+def _add_worker_jobs(scheduler: AsyncIOScheduler, services: Services, inbox: Inbox) -> None:
+    """Jobs every worker runs."""
     # Deliveries left undone by a crash or an error: at start, then every few seconds.
     scheduler.add_job(inbox.sweep, "interval", seconds=services.settings.intake.sweep_seconds, id=INBOX_SWEEP_JOB,
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
@@ -32,11 +51,30 @@ def start_scheduler(services: Services, inbox: Inbox) -> AsyncIOScheduler:
                       max_instances=1, coalesce=True)
     scheduler.add_job(services.outbox.deliver_pending, "interval", seconds=OUTBOX_SWEEP_SECONDS,
                       id="outbox-sweep", max_instances=1, coalesce=True)
-    # Nightly: a new learned-router version from closed and re-categorised tickets.
-    scheduler.add_job(retrain_job, "cron", args=[services], hour=services.settings.routing.retrain_cron_hour,
-                      minute=0, id=RETRAIN_JOB, max_instances=1, coalesce=True, misfire_grace_time=3600)
-    # Every minute: pick up a model saved by another worker or by the CLI.
+    # Every minute: pick up a model saved by the leader, another host or the CLI.
     scheduler.add_job(ModelWatch(services).job, "interval", seconds=MODEL_WATCH_SECONDS, id=MODEL_WATCH_JOB,
                       max_instances=1, coalesce=True)
+
+
+def _add_leader_jobs(scheduler: AsyncIOScheduler, services: Services, leadership: Leadership) -> None:
+    """Jobs whose work must happen once: in the leader only."""
+    # Nightly: a new learned-router version from closed and re-categorised tickets.
+    add_leader_job(scheduler, leadership, retrain_job, "cron", args=[services],
+                   hour=services.settings.routing.retrain_cron_hour, minute=0, id=RETRAIN_JOB,
+                   misfire_grace_time=3600)
+
+
+def start_scheduler(services: Services, inbox: Inbox, *, leadership: Leadership | None = None) -> AsyncIOScheduler:
+    """Start this worker's scheduler. Pass `leadership` to release it on shutdown
+    (`await leadership.release()`); without one, one is made from the settings and the
+    process's exit releases it."""
+    if leadership is None:
+        leadership = Leadership.for_settings(services.settings)
+    scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
+    _add_worker_jobs(scheduler, services, inbox)
+    # Take leadership at start, then retry (or, as leader, check it) every interval.
+    scheduler.add_job(leadership.try_lead, "interval", seconds=leadership.interval, id=LEADER_ELECTION_JOB,
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    _add_leader_jobs(scheduler, services, leadership)
     scheduler.start()
     return scheduler

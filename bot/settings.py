@@ -105,6 +105,13 @@ class IntakeSettings:
 
 
 @dataclass(frozen=True)
+class SchedulerSettings:
+    # Workers not leading try to take leadership this often (bot/leader.py); a dead
+    # leader is replaced within about this long.
+    leader_retry_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class SimulatorSettings:
     # auto: served while offline (no AppSecret) and bound to a loopback address only;
     # true forces it on, false off (see Settings.simulator_enabled).
@@ -150,6 +157,7 @@ class Settings:
     wechat: WeChatSettings = field(default_factory=WeChatSettings)
     dialog: DialogSettings = field(default_factory=DialogSettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     hotline: HotlineSettings = field(default_factory=HotlineSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)

@@ -64,9 +64,9 @@ def slow_submit(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
 
 
 def crash_in_ticket_creation(monkeypatch: pytest.MonkeyPatch, times: int) -> None:
-    import bot.tickets
+    import bot.casework.tickets
 
-    real_notify = bot.tickets.notify_staff
+    real_notify = bot.casework.tickets.notify_staff
     left = {"n": times}
 
     def crash(*args: Any, **kwargs: Any) -> Any:
@@ -75,7 +75,7 @@ def crash_in_ticket_creation(monkeypatch: pytest.MonkeyPatch, times: int) -> Non
             raise RuntimeError("simulated crash after the ticket row was written")
         return real_notify(*args, **kwargs)
 
-    monkeypatch.setattr(bot.tickets, "notify_staff", crash)
+    monkeypatch.setattr(bot.casework.tickets, "notify_staff", crash)
 
 
 async def test_a_late_crash_is_finished_by_the_sweeper_with_its_reply(
