@@ -1,9 +1,9 @@
 """Nightly retraining of the learned router from what staff decided.
 
-Labels come from the database: a ticket in a closed state (resolved / rated / archived)
-gives (description, category); a staff re-route (a `recategorize` event, see bot.casework.desk,
-whose note ends with the new category code) gives (description, new category) at once,
-open or closed, and overrides the category (the latest one wins). With at least
+Labels come from the database: a ticket in one of the workflow's `label_states` (handled:
+resolved / rated / archived) gives (description, category); a staff re-categorisation (a
+`category` row of ticket_change written by bot.casework.desk, actor a staff member) gives
+(description, new category) at once, open or closed (the latest one wins). With at least
 `[routing] retrain_min_examples` examples a new model version is trained in a thread,
 saved under `<data dir>/models/` and put to use by this worker's router.
 
@@ -20,28 +20,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import col, select
 
-from bot.casework.desk import RECATEGORIZE
+from bot.casework.actors import STAFF_PREFIX
+from bot.casework.workflow import Workflow
 from bot.leader import exclusive
 from bot.services import Services
 from nlp.learned import FORMAT_VERSION, Examples, LearnedModel, current_path, load_current, taxonomy_seed
 from nlp.taxonomy import Taxonomy
 from storage.db import Database
-from storage.models import Ticket, TicketEvent
+from storage.models import Ticket, TicketChange
 
 log = logging.getLogger(__name__)
 
-CLOSED_STATES = ("resolved", "rated", "archived")
+CATEGORY_FIELD = "category"
 RETRAIN_LOCK = "minyi.router.retrain"  # the advisory lock's name (PostgreSQL)
 RETRAIN_LOCK_FILE = ".retrain.lock"  # in the models directory (SQLite)
 CV_FOLDS = 5
-_CODE = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -52,35 +51,20 @@ class RetrainResult:
     reason: str = ""
 
 
-def category_in_note(note: str | None, taxonomy: Taxonomy) -> str | None:
-    """The category code a recategorize note names: the whole note, or the last code in
-    it ("property_service → elevator", "改为 elevator（电梯故障）")."""
-    if not note:
-        return None
-    note = note.strip()
-    if note in taxonomy.categories:
-        return note
-    codes = [code for code in _CODE.findall(note) if code in taxonomy.categories]
-    return codes[-1] if codes else None
-
-
-async def collect_examples(db: Database, taxonomy: Taxonomy) -> tuple[list[str], list[str]]:
-    """(texts, labels) from closed and re-routed tickets, staff re-categorisations applied."""
+async def collect_examples(db: Database, workflow: Workflow) -> tuple[list[str], list[str]]:
+    """(texts, labels) from handled tickets and from every ticket staff re-categorised."""
+    by_staff = (col(TicketChange.field) == CATEGORY_FIELD) & col(TicketChange.actor).startswith(STAFF_PREFIX)
     async with db.session() as s:
-        events = (await s.exec(
-            select(TicketEvent.ticket_id, TicketEvent.note)
-            .where(TicketEvent.action == RECATEGORIZE)
-            .order_by(col(TicketEvent.at), col(TicketEvent.id)))).all()
-        rerouted = select(TicketEvent.ticket_id).where(TicketEvent.action == RECATEGORIZE)
+        changes = (await s.exec(
+            select(TicketChange.ticket_id, TicketChange.new_value).where(by_staff)
+            .order_by(col(TicketChange.at), col(TicketChange.id)))).all()
+        rerouted = select(TicketChange.ticket_id).where(by_staff)
         tickets = (await s.exec(
             select(Ticket.id, Ticket.description, Ticket.category)
-            .where(col(Ticket.status).in_(CLOSED_STATES) | col(Ticket.id).in_(rerouted))
+            .where(col(Ticket.status).in_(workflow.label_states) | col(Ticket.id).in_(rerouted))
             .order_by(col(Ticket.id)))).all()
-    override: dict[int, str] = {}
-    for ticket_id, note in events:
-        code = category_in_note(note, taxonomy)
-        if code:
-            override[ticket_id] = code  # in time order: the latest wins
+    # What staff chose; in time order, so the latest re-categorisation wins.
+    override = {ticket_id: code for ticket_id, code in changes if code}
     texts, labels = [], []
     for ticket_id, description, category in tickets:
         label = override.get(ticket_id, category)
@@ -123,7 +107,7 @@ async def retrain(services: Services, min_examples: int | None = None,
     settings = services.settings
     minimum = settings.routing.retrain_min_examples if min_examples is None else min_examples
     router = services.router
-    texts, labels = await collect_examples(services.db, router.taxonomy)
+    texts, labels = await collect_examples(services.db, services.workflow)
     if len(texts) < max(minimum, 1):
         return RetrainResult(False, len(texts), None, f"样本不足（{len(texts)} < {minimum}）")
     if len(set(labels)) < 2 and taxonomy_seed(router.taxonomy, labels) is None:

@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
-from bot.clock import utcnow
-from bot.retrain import category_in_note, collect_examples, retrain
+from bot.casework.actors import Actor
+from bot.casework.desk import act
+from bot.retrain import collect_examples, retrain
 from bot.routes import INBOX
 from bot.scheduler import RETRAIN_JOB, start_scheduler
 from bot.settings import CONFIG_DIR
@@ -31,7 +32,7 @@ from nlp.router import Router
 from nlp.scorer import FastScorer
 from nlp.taxonomy import Taxonomy
 from nlp.tokens import word_tokens
-from storage.models import Ticket, TicketEvent
+from storage.models import Ticket
 from tests import wechat
 from tests.conftest import run_main, services_of
 
@@ -234,12 +235,6 @@ REPORTS = {
 }
 
 
-def test_category_in_note():
-    assert category_in_note("elevator", TAXONOMY) == "elevator"
-    assert category_in_note("property_service → elevator（电梯故障）", TAXONOMY) == "elevator"
-    assert category_in_note("分类有误", TAXONOMY) is None and category_in_note(None, TAXONOMY) is None
-
-
 async def test_retrain_learns_from_closed_and_recategorised_tickets(client, sender, new_openid):
     services = services_of(client)
     openid = new_openid()
@@ -254,12 +249,16 @@ async def test_retrain_learns_from_closed_and_recategorised_tickets(client, send
         tickets = list((await s.exec(select(Ticket).where(Ticket.openid == openid).order_by(Ticket.id))).all())
         closed = [t for t in tickets if t.category in REPORTS]
         assert len(closed) == 4 and len(tickets) == 5
+    # The dispatcher moves the second fumes report to another category (a ticket change)…
+    dispatcher = services.case.org.find("D01")
+    assert dispatcher is not None
+    moved = await act(services.case, closed[3].number, services.workflow.reroute_action, Actor.of_staff(dispatcher),
+                      category="odor")
+    assert moved.recategorized
+    async with services.db.transaction() as s:  # …and all four are handled
         await s.exec(update(Ticket).where(Ticket.id.in_([t.id for t in closed])).values(status="resolved"))  # type: ignore[union-attr]
-        # Staff moved the second fumes report to another category before closing it.
-        s.add(TicketEvent(ticket_id=closed[3].id, at=utcnow(), action="recategorize", actor="staff-1",
-                          note="cooking_fumes → odor"))
 
-    texts, labels = await collect_examples(services.db, services.router.taxonomy)
+    texts, labels = await collect_examples(services.db, services.workflow)
     assert sorted(labels) == ["cooking_fumes", "elevator", "elevator", "odor"]
     assert REPORTS["cooking_fumes"][1] in texts[labels.index("odor")]
 

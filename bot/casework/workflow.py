@@ -33,8 +33,10 @@ class Transition:
 
 class Workflow:
     def __init__(self, states: dict[str, State], transitions: dict[str, Transition], initial: str,
-                 resident_reply_action: str = "", reroute_action: str = "") -> None:
+                 resident_reply_action: str = "", reroute_action: str = "",
+                 label_states: tuple[str, ...] = ()) -> None:
         self.states = states
+        self.label_states = label_states
         self.transitions = transitions
         self.initial = initial
         self.resident_reply_action = resident_reply_action
@@ -42,6 +44,8 @@ class Workflow:
         for name, action in (("resident_reply_action", resident_reply_action), ("reroute_action", reroute_action)):
             if action and action not in transitions:
                 raise ValueError(f"{name} {action} is not a transition")
+        if set(label_states) - states.keys():
+            raise ValueError(f"label_states names unknown states {sorted(set(label_states) - states.keys())}")
         for t in transitions.values():
             unknown = (t.sources | {t.target}) - states.keys()
             if unknown:
@@ -58,7 +62,7 @@ class Workflow:
             t["action"]: Transition(t["action"], frozenset(t["from"]), t["to"], t["label"]) for t in raw["transition"]
         }
         return cls(states, transitions, raw["initial"], raw.get("resident_reply_action", ""),
-                   raw.get("reroute_action", ""))
+                   raw.get("reroute_action", ""), tuple(raw.get("label_states", ())))
 
     def states_of_kind(self, kind: str) -> tuple[str, ...]:
         """State codes of one kind, e.g. states_of_kind("waiting"); sorted, for stable SQL."""
