@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 from aiohttp import web
 
 from bot.jsonhttp import json_response
-from sqlmodel import col, select
 
+from bot.casework.queries import TicketFilter, find_ticket, find_tickets
 from bot.clock import from_local, to_local, utcnow
 from bot.services import SERVICES, Services
 from storage.models import Ticket
@@ -111,21 +111,14 @@ async def requests_endpoint(request: web.Request) -> web.Response:
     wanted_status = q.get("status", "")
     if wanted_status and wanted_status not in ("open", "closed"):
         return error_response(400, "status must be open or closed")
-    statement = select(Ticket).where(Ticket.created_at >= start, Ticket.created_at <= end)
+    wanted = None
     if q.get("service_code"):
         # Only codes that exist reach the database (an unknown one matches nothing anyway).
         categories = services.router.taxonomy.categories
-        wanted = sorted({code for code in q["service_code"].split(",") if code in categories})
-        if not wanted:
-            return json_response([])
-        statement = statement.where(col(Ticket.category).in_(wanted))
-    if wanted_status:
-        codes = [code for code in services.workflow.states if
-                 services.workflow.is_open(code) == (wanted_status == "open")]
-        statement = statement.where(col(Ticket.status).in_(codes))
-    statement = statement.order_by(col(Ticket.created_at).desc()).limit(MAX_RESULTS)
+        wanted = tuple(sorted({code for code in q["service_code"].split(",") if code in categories}))
+    where = TicketFilter(start, end, wanted, (wanted_status == "open") if wanted_status else None, MAX_RESULTS)
     async with services.db.session() as s:
-        rows = (await s.exec(statement)).all()
+        rows = await find_tickets(s, services.workflow, where)
     return json_response([request_view(services, t) for t in rows])
 
 
@@ -135,7 +128,7 @@ async def request_endpoint(request: web.Request) -> web.Response:
     if not TICKET_NUMBER.fullmatch(number):
         return error_response(404, "service request not found")
     async with services.db.session() as s:
-        ticket = (await s.exec(select(Ticket).where(Ticket.number == number))).first()
+        ticket = await find_ticket(s, number)
     if ticket is None:
         return error_response(404, "service request not found")
     return json_response([request_view(services, ticket)])
