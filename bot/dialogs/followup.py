@@ -21,7 +21,6 @@ CHOOSING_TICKET = "choosing_ticket"
 OPEN_KINDS = ("open", "triage", "waiting")
 LISTED = 5
 URGE_ACTION = "urge"
-ACCEPT_ACTION = "accept"  # the workflow action (config/workflow.toml) whose actor handles the ticket
 SUPPLEMENT_ACTION = "supplement"
 
 
@@ -43,19 +42,12 @@ async def waiting_tickets(session: Session) -> list[Ticket]:
     return await open_tickets(session, ("waiting",))
 
 
-def _handler_openids(session: Session, ticket: Ticket, accepted_by: str | None) -> set[str]:
-    """Who handles it: the staff member who accepted it, else whom a new ticket there notifies."""
-    staff = [p for p in session.services.case.org.staff if p.openid and p.name == accepted_by]
-    if staff:
-        return {p.openid for p in staff if p.openid}
-    return {row["openid"] for row in notify_staff(session.services.case, ticket) if row.get("openid")}
-
-
-async def _accepted_by(session: Session, ticket: Ticket) -> str | None:
-    row = (await session.db.exec(select(TicketEvent.actor).where(TicketEvent.ticket_id == ticket.id,
-                                                                 TicketEvent.action == ACCEPT_ACTION)
-                                 .order_by(col(TicketEvent.id).desc()).limit(1))).first()
-    return row
+def _handler_openids(session: Session, ticket: Ticket) -> set[str]:
+    """Who handles it: the staff member who accepted it (ticket.handler_id), else whom a
+    new ticket there notifies."""
+    case = session.services.case
+    handler = {p.openid for p in case.org.staff if p.id == ticket.handler_id and p.openid}
+    return handler or {row["openid"] for row in notify_staff(case, ticket) if row.get("openid")}
 
 
 def _who_handles(session: Session, ticket: Ticket) -> str:
@@ -131,7 +123,7 @@ async def _urge(session: Session, ticket: Ticket, text: str) -> str:
                                                                   TicketEvent.action == URGE_ACTION))).all()
     session.db.add(TicketEvent(ticket_id=ticket.id or 0, at=session.now, action=URGE_ACTION,
                                actor=RESIDENT_CODE, note=text[:500] or None))
-    handler = _handler_openids(session, ticket, await _accepted_by(session, ticket))
+    handler = _handler_openids(session, ticket)
     _notify(session, handler, texts.URGE_NOTICE.format(number=ticket.number, count=len(earlier) + 1,
                                                        summary=_summary(ticket.description)),
             title=f"催办 {ticket.number}")
@@ -164,7 +156,7 @@ async def _answer(msg: Inbound, session: Session, ticket: Ticket) -> str:
     if ticket.status in services.workflow.states_of_kind("waiting") and services.workflow.resident_reply_action:
         await act_in(services.case, session.db, ticket.number, services.workflow.resident_reply_action,
                      actor=Actor.resident(session.resident.openid), note=f"群众已补充：{summary}")
-    handler = _handler_openids(session, ticket, await _accepted_by(session, ticket))
+    handler = _handler_openids(session, ticket)
     _notify(session, handler, texts.ANSWER_NOTICE.format(number=ticket.number, summary=summary),
             title=f"群众补充 {ticket.number}")
     return texts.ANSWER_ATTACHED.format(kind=kind, number=ticket.number)

@@ -8,7 +8,7 @@ from bot.clock import format_local
 from bot.dialogs import texts
 from bot.dialogs.session import Session
 from bot.casework.queries import events_of, find_ticket, tickets_of
-from bot.casework.tickets import SYSTEM_ACTOR
+from bot.casework.actors import STAFF_PREFIX
 from bot.wechat.inbound import Inbound
 
 TICKET_NUMBER = re.compile(r"\b(\d{8}-\d{4})\b")
@@ -45,7 +45,7 @@ async def ticket_detail(number: str, session: Session) -> str:
     for event in await events_of(session.db, ticket.id or 0):
         if event.to_status:
             timeline.append(f"· {format_local(event.at)} {workflow.label(event.to_status)}")
-            if event.note and event.actor not in (SYSTEM_ACTOR, ticket.openid):  # staff's own words
+            if event.note and event.actor.startswith(STAFF_PREFIX):  # staff's own words
                 notes.append(f"· {event.note}")
     summary = ticket.description if len(ticket.description) <= 80 else ticket.description[:80] + "…"
     detail = texts.TICKET_DETAIL.format(number=ticket.number, status=workflow.label(ticket.status),
