@@ -68,6 +68,7 @@ def _sqlite_engine(url: str, echo: bool, pool_timeout: float) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=pool_timeout,
         async_creator=connect,
+        hide_parameters=True,  # bound values (openids, complaint text) stay out of errors and logs
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -97,7 +98,9 @@ class Database:
         else:
             self.engine = create_async_engine(
                 url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
-                pool_pre_ping=True)
+                pool_pre_ping=True,
+                # Bound values (openids, complaint text) stay out of error messages and logs.
+                hide_parameters=True)
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
 
     def session(self) -> AsyncSession:

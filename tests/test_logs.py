@@ -176,3 +176,21 @@ def test_spawned_serve_workers_log_json_lines_with_time_and_level(data_dir):
         assert record["level"] == "INFO" and _near_now(record["time"]) and record["logger"] == "minyi"
         assert record["message"].startswith(f"worker {worker} started (pid {record['pid']}); open-file limit ")
     assert all(r["worker"] in {"main", "1", "2"} for r in records)
+
+
+async def test_database_errors_do_not_carry_the_bound_values(client):
+    """A failed statement's message names the SQL, never the values bound to it
+    (openids, complaint text): they would reach logs and error reports."""
+    import sqlalchemy.exc
+    from sqlalchemy import text
+
+    from tests.conftest import services_of
+
+    services = services_of(client)
+    secret = "o-secret-openid-13800138000"
+    with pytest.raises(sqlalchemy.exc.SQLAlchemyError) as caught:
+        async with services.db.transaction() as s:
+            await s.exec(text("INSERT INTO no_such_table (openid) VALUES (:openid)"), params={"openid": secret})
+    message = str(caught.value)
+    assert "no_such_table" in message and secret not in message
+    assert "hidden due to hide_parameters" in message
