@@ -44,6 +44,11 @@ def cmd_ticket_list(args: argparse.Namespace, settings: Settings) -> int:
         statement = select(Ticket).order_by(col(Ticket.id).desc()).limit(args.limit)
         if args.status:
             statement = statement.where(Ticket.status == args.status)
+        if args.viewer:
+            seen = await _visible_to(services.case, args.viewer)
+            if seen is None:
+                return 1
+            statement = statement.where(seen)
         async with services.db.session() as s:
             rows = list((await s.exec(statement)).all())
         if not rows:
@@ -57,6 +62,23 @@ def cmd_ticket_list(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return asyncio.run(with_services(settings, run))
+
+
+async def _visible_to(case: Any, who: str) -> Any:
+    """The where-clause of the tickets staff member `who` may see; None (refused, audited) when
+    there is no such active staff member."""
+    from bot.casework import rights
+    from bot.casework.actors import Actor
+    from bot.casework.desk import audit_refusal
+
+    staff = case.org.find_any(who)
+    actor = Actor.of_staff(staff) if staff else Actor(f"unknown:{who}"[:64])
+    if staff is not None and staff.active:
+        return rights.visible(case, actor)
+    reason = f"没有在职的工作人员 {who}（见 minyi staff list）"
+    await audit_refusal(case, actor, rights.VIEW, None, reason)
+    print(reason, file=sys.stderr)
+    return None
 
 
 def cmd_ticket_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -94,7 +116,7 @@ def cmd_ticket_act(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run(services: Any) -> int:
         case = services.case
-        staff = case.org.find(args.by)
+        staff = case.org.find_any(args.by)  # a disabled account is refused (and audited) by the rights check
         if staff is None:
             reason = f"没有在职的工作人员 {args.by}（见 minyi staff list）"
             await audit_refusal(case, Actor(f"unknown:{args.by}"[:64]), args.action, args.number, reason)
@@ -124,6 +146,8 @@ def add_ticket_commands(sub: Any, workflow_actions: dict[str, str]) -> None:
     listing = ticket_sub.add_parser("list", help="最近的工单（最新在下）")
     listing.add_argument("--status", help="只看某个状态，如 triage（待分拨）、dispatched（已派单）")
     listing.add_argument("--limit", type=int, default=20, help="条数（默认 20）")
+    listing.add_argument("--as", dest="viewer", metavar="工作人员",
+                         help="只列出此工作人员（工号或姓名）有权查看的工单（config/rights.toml）")
     listing.set_defaults(func=cmd_ticket_list)
 
     show = ticket_sub.add_parser("show", help="一张工单的详情和处理记录")

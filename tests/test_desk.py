@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from bot.routes import INBOX
 from bot.scheduler import MODEL_WATCH_JOB, start_scheduler
 from storage.models import TicketEvent
-from tests.steps import minyi, follow as resident, messages_to, report, ticket_by_number
+from tests.steps import actor_code, minyi, follow as resident, messages_to, report, ticket_by_number
 from tests.conftest import services_of
 
 NUMBER = re.compile(r"\d{8}-\d{4}")
@@ -44,7 +44,7 @@ async def test_a_reroute_moves_the_ticket_and_tells_everyone(client, sender, new
     assert before.category == "elevator" and before.status == "dispatched"
 
     code, out, err = await minyi(capsys, "ticket", "act", number, "dispatch", "--category", "property_service",
-                                 "--grid", "420199002001002", "--by", "dispatcher-1", "--note", "电梯由物业维保")
+                                 "--grid", "420199002001002", "--by", "D01", "--note", "电梯由物业维保")
     assert code == 0, err
     assert "已派单 → 已派单" in out and "分类改为 城乡建设›物业服务纠纷" in out
 
@@ -55,7 +55,7 @@ async def test_a_reroute_moves_the_ticket_and_tells_everyone(client, sender, new
                                .order_by(col(TicketEvent.id)))).all()
     recategorize = [e for e in events if e.action == "recategorize"]
     assert len(recategorize) == 1 and recategorize[0].note == "elevator → property_service"
-    assert recategorize[0].actor == "dispatcher-1"
+    assert recategorize[0].actor == await actor_code(client, "D01")
     assert [e.note for e in events if e.action == "relocate"] == ["420199002001001 → 420199002001002"]
 
     # The resident and the resident whose duplicate report was linked both hear of it.
@@ -76,7 +76,7 @@ async def test_a_reroute_to_a_stricter_category_shortens_the_deadlines(client, s
     number = await report(sender, openid, "枫林小区楼下烧烤摊油烟太大，窗户都不敢开")
     before = await ticket_by_number(client, number)
     assert before.urgency == "一般"
-    code, _, err = await minyi(capsys, "ticket", "act", number, "dispatch", "--category", "gas_safety", "--by", "d-1")
+    code, _, err = await minyi(capsys, "ticket", "act", number, "dispatch", "--category", "gas_safety", "--by", "D01")
     assert code == 0, err
     after = await ticket_by_number(client, number)
     services = services_of(client)
@@ -86,7 +86,7 @@ async def test_a_reroute_to_a_stricter_category_shortens_the_deadlines(client, s
     assert (after.response_due_at, after.closure_due_at) == expected
     assert after.response_due_at < before.response_due_at and after.closure_due_at < before.closure_due_at
     # Corrected back: the looser deadlines return (urgency is not stuck at the stricter level).
-    code, _, err = await minyi(capsys, "ticket", "act", number, "dispatch", "--category", "cooking_fumes", "--by", "d-1")
+    code, _, err = await minyi(capsys, "ticket", "act", number, "dispatch", "--category", "cooking_fumes", "--by", "D01")
     assert code == 0, err
     back = await ticket_by_number(client, number)
     assert back.urgency == "一般"
@@ -95,9 +95,10 @@ async def test_a_reroute_to_a_stricter_category_shortens_the_deadlines(client, s
 
 async def test_the_closed_loop_and_its_timestamps(client, sender, new_openid, cli_env, capsys):
     openid = await resident(sender, new_openid())
-    number = await report(sender, openid, "枫林小区楼下烧烤摊油烟太大，窗户都不敢开")
+    # One department (a joint ticket waits for its co-departments' parts: tests/test_joint_dispatch.py).
+    number = await report(sender, openid, "枫林小区垃圾桶满了好几天没人清运，臭气熏天")
     for action in ("accept", "start", "resolve"):
-        code, out, err = await minyi(capsys, "ticket", "act", number, action, "--by", "grid-01",
+        code, out, err = await minyi(capsys, "ticket", "act", number, action, "--by", "G01",
                                      "--note", "已约谈店主加装净化器" if action == "resolve" else "")
         assert code == 0, err
     ticket = await ticket_by_number(client, number)
@@ -111,13 +112,13 @@ async def test_the_closed_loop_and_its_timestamps(client, sender, new_openid, cl
 
     # Reopened: open again (no closing time), and the grid is told once more.
     notices = [m for m in await messages_to(client, "o-demo-grid-01") if number in m]
-    code, _, err = await minyi(capsys, "ticket", "act", number, "reopen", "--by", "supervisor-1")
+    code, _, err = await minyi(capsys, "ticket", "act", number, "reopen", "--by", "S01")
     assert code == 0, err
     reopened = await ticket_by_number(client, number)
     assert reopened.status == "dispatched" and reopened.closed_at is None
     assert len([m for m in await messages_to(client, "o-demo-grid-01") if number in m]) == len(notices) + 1
     # Sent back to triage: the dispatchers are told it waits for them.
-    code, _, err = await minyi(capsys, "ticket", "act", number, "send_back", "--by", "grid-01")
+    code, _, err = await minyi(capsys, "ticket", "act", number, "send_back", "--by", "G01")
     assert code == 0, err
     assert any(number in m and "待分拨" in m for m in await messages_to(client, "o-demo-dispatch-01"))
     code, out, _ = await minyi(capsys, "ticket", "show", number)
@@ -140,9 +141,9 @@ async def test_refused_actions_change_nothing(client, sender, new_openid, cli_en
         (("fly",), "没有动作 fly"),
     ]
     for extra, message in cases:
-        code, _, err = await minyi(capsys, "ticket", "act", number, *extra[:1], "--by", "x", *extra[1:])
+        code, _, err = await minyi(capsys, "ticket", "act", number, *extra[:1], "--by", "D01", *extra[1:])
         assert code == 1 and message in err, (extra, err)
-    code, _, err = await minyi(capsys, "ticket", "act", "20000101-9999", "accept", "--by", "x")
+    code, _, err = await minyi(capsys, "ticket", "act", "20000101-9999", "accept", "--by", "D01")
     assert code == 1 and "没有工单 20000101-9999" in err
 
     after = await ticket_by_number(client, number)
@@ -174,10 +175,10 @@ async def test_staff_corrections_teach_the_router(client, sender, new_openid, cl
         assert ticket.category != "consumer_rights"
         # Wrongly routed: the dispatcher re-routes it (from triage, or after a send-back).
         if ticket.status == "dispatched":
-            code, _, err = await minyi(capsys, "ticket", "act", number, "send_back", "--by", "liaison-1")
+            code, _, err = await minyi(capsys, "ticket", "act", number, "send_back", "--by", "D01")
             assert code == 0, err
         code, _, err = await minyi(capsys, "ticket", "act", number, "dispatch", "--category", "consumer_rights",
-                                   "--by", "dispatcher-1")
+                                   "--by", "D01")
         assert code == 0, err
 
     code, out, err = await minyi(capsys, "router", "retrain", "--min-examples", "5")
