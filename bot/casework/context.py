@@ -8,6 +8,7 @@ are outbox rows written through storage/, delivered by bot/wechat/outbox.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.casework.areas import AreaDirectory
 from bot.casework.org import Organisation
@@ -16,6 +17,11 @@ from bot.casework.workflow import Workflow
 from nlp.router import Router
 from storage.db import Database
 from storage.outbox_rows import OutboxPort
+
+if TYPE_CHECKING:  # these modules build on this one
+    from bot.casework.notify import Notices
+    from bot.casework.parts import PartPolicy
+    from bot.casework.ratings import LinkSigner, RatingPolicy
 
 
 @dataclass
@@ -27,3 +33,7 @@ class Casework:
     areas: AreaDirectory
     org: Organisation  # staff and their roles
     outbox: OutboxPort
+    notices: "Notices"  # who is told what, config/notices.toml
+    parts: "PartPolicy"  # joint dispatch parts, [part] of config/workflow.toml
+    ratings: "RatingPolicy"  # 回访 questions and windows, config/rating.toml
+    rating_links: "LinkSigner"  # signed links to the rating page

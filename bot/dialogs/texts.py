@@ -129,3 +129,26 @@ ANSWER_ATTACHED = "已将您补充的{kind}转给工单 {number} 的办理人员
 ANSWER_NOTICE = "【群众已补充】工单 {number}：{summary}"
 SUPPLEMENT_ATTACHED = "已将补充内容记入工单 {number}。"
 UNASSIGNED = "区综治中心（正在分派）"
+
+# ---------------------------------------------------------------- staff in the chat (bot/dialogs/staff.py)
+# {commands}: the staff commands of config/notices.toml, e.g. 接单 N、办结 N 说明、退回 N 原因、我的工单
+STAFF_BOUND = "绑定成功：您好，{name}（{role}）！今后新工单、催办等通知会发到这个微信。\n可用指令：{commands}"
+STAFF_HELP = ("{name}（{role}），您好。可用指令：{commands}\n"
+              "N 是工单编号，或「我的工单」列表中的序号。\n"
+              "如需以群众身份反映问题，请使用个人微信号。")
+STAFF_NOT_A_COMMAND = "这条消息不是工作指令，没有登记为群众诉求。"
+BIND_BAD_CODE = "绑定码不正确，请核对后重新发送「绑定 绑定码」。绑定码由管理员生成，请向管理员索取。"
+BIND_EXPIRED = "这个绑定码已过期，请联系管理员重新生成。"
+BIND_USED = "这个绑定码已经使用过，请联系管理员重新生成。"
+BIND_LOCKED = "绑定码错误次数过多，请{minutes}分钟后再试。"
+BIND_TAKEN = "这个微信号已绑定工作人员{name}，不能再绑定其他账号。如需更换，请联系管理员。"
+BIND_INACTIVE = "这个工作人员账号已停用，不能绑定。请联系管理员。"
+STAFF_NEED_NUMBER = "请写明工单编号，例如：{example}（编号或「我的工单」列表中的序号）。"
+STAFF_NEED_NOTE = "请在工单编号后写明说明：{usage}。"
+STAFF_NO_SUCH_INDEX = "「我的工单」列表中没有第 {index} 项，请先发送「我的工单」查看。"
+STAFF_DONE = "工单 {number}：{before} → {after}。"
+STAFF_REFUSED = "不能办理：{reason}"
+STAFF_LIST_HEAD = "您的工单（最新在前）："
+STAFF_LIST_ITEM = "{index}. {number}｜{category}｜{status}｜时限 {due}"
+STAFF_LIST_EMPTY = "您目前没有待办的工单。"
+STAFF_LIST_TAIL = "可回复：{commands}（N 为上面的序号）。"

@@ -18,7 +18,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import utcnow
 from bot.settings import WeChatSettings
-from bot.wechat.client import API_DAILY_LIMIT, CUSTOM_QUOTA, WINDOW_CLOSED, WeChatAPIError, WeChatClient
+from bot.wechat.client import (API_DAILY_LIMIT, CUSTOM_QUOTA, SYSTEM_BUSY, TOKEN_INVALID, WINDOW_CLOSED, WeChatAPIError,
+                               WeChatClient)
 from storage.db import Database
 from storage.models import Outbox
 from storage.outbox_rows import enqueue_text, text_row
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 STALE_SENDING = timedelta(minutes=5)
+RETRIES_EXHAUSTED = -2  # the client's code for network errors after its retries
+# Template errors worth retrying as a template (the client already retried busy and token
+# errors); any other refusal (bad template id, data, not following…) falls back to text.
+TEMPLATE_RETRY = frozenset({SYSTEM_BUSY, API_DAILY_LIMIT, RETRIES_EXHAUSTED, *TOKEN_INVALID})
+
+
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(3600, 30 * 2 ** max(0, attempts - 1)))
 
@@ -131,7 +138,25 @@ class OutboxSender:
                 if exc.errcode not in (WINDOW_CLOSED, CUSTOM_QUOTA):
                     raise
             return await self._fallback(row.openid or "", payload)
+        if row.kind == "template":
+            return await self._send_template(row.openid or "", payload)
         raise WeChatAPIError(-4, f"unknown outbox kind {row.kind}")
+
+    async def _send_template(self, openid: str, payload: dict[str, Any]) -> str:
+        """A staff notice as a template message; refused for good (a wrong template id or
+        data, …), its plain text as a customer-service message instead."""
+        assert self.client is not None
+        try:
+            await self.client.send_template(openid, payload["template_id"], payload.get("data") or {},
+                                            payload.get("url"))
+            return "template"
+        except WeChatAPIError as exc:
+            if exc.errcode in TEMPLATE_RETRY:
+                raise
+            log.warning("template %s (%s) refused (%s): sent as text", payload.get("notice"),
+                        payload.get("template_id"), exc.errcode)
+        await self.client.send_custom_text(openid, payload["content"])
+        return "custom"
 
     async def _fallback(self, openid: str, payload: dict[str, Any]) -> str:
         """Window closed or quota used: a template message, else a subscription message."""

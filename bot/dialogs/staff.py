@@ -1,0 +1,340 @@
+"""Staff in the chat: binding a staff member's WeChat (「绑定 CODE」, a one-time code from
+`minyi staff invite`) and working tickets by chat: 「接单 N」「办结 N 说明」「退回 N 原因」
+「我的工单」 (words and actions: [staff_chat] of config/notices.toml).
+
+The registry sends every message a person sends through `first`: 「绑定 CODE」 is answered
+here from anyone, and everything a bound staff member sends is answered here — never
+taken as a resident's report. A command moves the ticket with bot.casework.desk.act_in
+in the message's handling transaction; a rights refusal is shown and audited.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from sqlalchemy import and_, false, func, or_, true, update
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col, select
+
+from bot.casework.actors import RESIDENT_CODE, Actor
+from bot.casework.desk import DeskError, Refused, act_in, audit_refusal, check_request
+from bot.casework.invites import code_hash
+from bot.casework.notify import DEPARTMENT, GRID, in_scope, notices_of
+from bot.casework.org import bump_org_version
+from bot.clock import format_local
+from bot.dialogs import texts
+from bot.dialogs.session import Session
+from bot.wechat.inbound import Inbound
+from storage.models import AuditEntry, Staff, StaffInvite, Ticket
+
+CONFIG_FILE = "notices.toml"
+BIND_ACTION = "bind"  # AuditEntry.action of a binding attempt
+BOUND, REFUSED = "bound", "refused"  # AuditEntry.outcome
+# What a person sends (not the account's events): from a bound staff member, answered here.
+PERSONAL_KINDS = frozenset({"text", "voice", "image", "video", "shortvideo", "location", "link", "event:click"})
+TICKET_NUMBER = r"\d{8}-\d{4}"
+TYPED_NUMBER = r"\d{8}[-－]\d{4}|\d{1,3}"  # as typed: full-width digits and hyphen too
+LIST_KEY = "staff_list"  # dialog data: the numbers of the last 「我的工单」, for 「接单 1」
+FETCHED = 100  # candidates read for 「我的工单」 before the precise queue check
+NOTE_NONE, NOTE_REQUIRED = "none", "required"  # a command's note (config: none / optional / required)
+
+Handler = Callable[[Inbound, Session], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class Command:
+    word: str
+    action: str  # a workflow action (config/workflow.toml)
+    note: str  # NOTE_NONE / "optional" / NOTE_REQUIRED
+    usage: str
+    ask: str = ""
+
+
+@dataclass(frozen=True)
+class StaffChat:
+    bind: re.Pattern[str]
+    max_failures: int
+    failure_window: timedelta
+    list_words: tuple[str, ...]  # the first is the one shown
+    list_length: int
+    help_words: frozenset[str]
+    commands: dict[str, Command]
+    command: re.Pattern[str]
+
+    @classmethod
+    def load(cls, path: Path) -> "StaffChat":
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)["staff_chat"]
+        commands = {c["word"]: Command(c["word"], c["action"], c.get("note", NOTE_NONE), c.get("usage", c["word"]),
+                                       c.get("ask", "")) for c in raw["command"]}
+        words = "|".join(re.escape(w) for w in sorted(commands, key=len, reverse=True))
+        return cls(
+            bind=re.compile(rf"{re.escape(raw['bind_word'])}[\s:：]*([0-9A-Za-z][0-9A-Za-z\s\-]*)"),
+            max_failures=int(raw["bind_max_failures"]),
+            failure_window=timedelta(minutes=int(raw["bind_failure_window_minutes"])),
+            list_words=tuple(raw["list_words"]),
+            list_length=int(raw["list_length"]),
+            help_words=frozenset(raw["help_words"]),
+            commands=commands,
+            command=re.compile(rf"({words})\s*({TYPED_NUMBER})?[\s,，:：。]*(.*)", re.DOTALL),
+        )
+
+    @property
+    def usage(self) -> str:
+        """接单 N、办结 N 说明、退回 N 原因、我的工单"""
+        return "、".join([*(c.usage for c in self.commands.values()), self.list_words[0]])
+
+
+@functools.cache
+def _load(path: Path) -> StaffChat:
+    return StaffChat.load(path)
+
+
+def chat_of(session: Session) -> StaffChat:
+    return _load(session.settings.config_dir / CONFIG_FILE)
+
+
+def _plain(text: str) -> str:
+    """Full-width letters, digits and spaces as ASCII (ＡＢ１２ → AB12), trimmed."""
+    return unicodedata.normalize("NFKC", text).strip().rstrip("。.!！")
+
+
+def bind_code(text: str, chat: StaffChat) -> str | None:
+    """The code of 「绑定 CODE」 (any case, spaces, full-width), else None."""
+    match = chat.bind.fullmatch(_plain(text))
+    return match.group(1).replace("-", "") if match else None
+
+
+# ---------------------------------------------------------------- the registry's entry
+
+def first(resident: Handler | None) -> Handler:
+    """The handler for a message a person sent: staff's here, else the resident's."""
+
+    async def handle(msg: Inbound, session: Session) -> str | None:
+        handler = _staff_handler(msg, session) or resident
+        return await handler(msg, session) if handler else None
+
+    return handle
+
+
+def _staff_handler(msg: Inbound, session: Session) -> Handler | None:
+    if msg.content and bind_code(msg.content, chat_of(session)) is not None:
+        return bind
+    if member_of(session) is not None:
+        return on_message
+    return None
+
+
+def member_of(session: Session) -> Staff | None:
+    """The active staff member whose WeChat this is, if any."""
+    return session.services.case.org.by_openid(session.resident.openid)
+
+
+async def on_message(msg: Inbound, session: Session) -> str:
+    """Whatever a bound staff member sends: a command, the list, or the help."""
+    member = member_of(session)
+    assert member is not None
+    chat = chat_of(session)
+    words = _plain(msg.content)
+    if words in chat.list_words:
+        return await my_work(session, member)
+    command = chat.command.fullmatch(msg.content.strip())  # the note as typed, punctuation and all
+    if command is not None:
+        target = _plain(command.group(2)) if command.group(2) else None
+        return await _command(session, member, chat.commands[command.group(1)], target, command.group(3).strip())
+    reply = staff_help(session, member)
+    return reply if words in chat.help_words else f"{texts.STAFF_NOT_A_COMMAND}\n{reply}"
+
+
+def staff_help(session: Session, member: Staff) -> str:
+    return texts.STAFF_HELP.format(name=member.name, role=_role(session, member), commands=chat_of(session).usage)
+
+
+def _role(session: Session, member: Staff) -> str:
+    return session.services.case.org.rights.role_label(member.role)
+
+
+# ---------------------------------------------------------------- binding
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+async def _failures(session: Session, chat: StaffChat) -> int:
+    since = session.now - chat.failure_window
+    return (await session.db.exec(select(func.count()).select_from(AuditEntry).where(
+        AuditEntry.action == BIND_ACTION, AuditEntry.outcome == REFUSED,
+        AuditEntry.target == session.resident.openid, col(AuditEntry.at) > since))).one()
+
+
+def _audit(session: Session, actor: str, outcome: str, reason: str) -> None:
+    session.db.add(AuditEntry(at=session.now, actor=actor, action=BIND_ACTION, target=session.resident.openid,
+                              outcome=outcome, reason=reason[:300]))
+
+
+def _refuse(session: Session, reason: str) -> str:
+    """A failed attempt, counted (AuditEntry rows, kept with the reply)."""
+    member = member_of(session)
+    _audit(session, Actor.of_staff(member).code if member else RESIDENT_CODE, REFUSED, reason)
+    return reason
+
+
+async def bind(msg: Inbound, session: Session) -> str:
+    """「绑定 CODE」: the invite's staff member gets this openid, in this transaction."""
+    chat = chat_of(session)
+    if await _failures(session, chat) >= chat.max_failures:
+        return texts.BIND_LOCKED.format(minutes=int(chat.failure_window.total_seconds() // 60))
+    digest = code_hash(bind_code(msg.content, chat) or "")
+    invite = (await session.db.exec(select(StaffInvite).where(StaffInvite.code_hash == digest))).first()
+    if invite is None:
+        return _refuse(session, texts.BIND_BAD_CODE)
+    if invite.used_at is not None:
+        return _refuse(session, texts.BIND_USED)
+    if _aware(invite.expires_at) <= session.now:
+        return _refuse(session, texts.BIND_EXPIRED)
+    staff = await session.db.get(Staff, invite.staff_id)
+    if staff is None or not staff.active:
+        return _refuse(session, texts.BIND_INACTIVE)
+    openid = session.resident.openid
+    other = (await session.db.exec(select(Staff).where(Staff.openid == openid, Staff.id != staff.id))).first()
+    if other is not None:
+        return _refuse(session, texts.BIND_TAKEN.format(name=other.name))
+    if not await _claim(session, digest):  # another attempt used it a moment ago
+        return _refuse(session, texts.BIND_USED)
+    staff.openid = openid
+    session.db.add(staff)
+    _audit(session, Actor.of_staff(staff).code, BOUND, f"绑定微信：{staff.name}（{staff.login or staff.id}）")
+    await bump_org_version(session.db)  # every worker reloads the organisation
+    session.reset()
+    _known_here(session, staff.id or 0, openid)
+    return texts.STAFF_BOUND.format(name=staff.name, role=_role(session, staff), commands=chat.usage)
+
+
+async def _claim(session: Session, digest: str) -> bool:
+    """Mark the invite used, only if it still is unused (two attempts at once: one wins)."""
+    result = await session.db.exec(update(StaffInvite).where(  # type: ignore[call-overload]
+        col(StaffInvite.code_hash) == digest, col(StaffInvite.used_at).is_(None))
+        .values(used_at=session.now, used_by=session.resident.openid))
+    return result.rowcount == 1
+
+
+def _known_here(session: Session, staff_id: int, openid: str) -> None:
+    """After commit, this worker knows the binding at once (the others on their next refresh)."""
+    services = session.services
+    org = services.case.org
+
+    def apply() -> None:
+        person = org.record(staff_id)
+        if person is not None:
+            person.openid = openid
+        services.tasks.spawn(org.refresh_if_changed(services.db), name="org-refresh")
+
+    session.after_commit(apply)
+
+
+# ---------------------------------------------------------------- commands
+
+async def _command(session: Session, member: Staff, command: Command, target: str | None, note: str) -> str:
+    if target is None:
+        return texts.STAFF_NEED_NUMBER.format(example=command.usage.replace("N", "1", 1))
+    number = _ticket_number(session, target)
+    if number is None:
+        return texts.STAFF_NO_SUCH_INDEX.format(index=target)
+    if command.note == NOTE_REQUIRED and not note:
+        return command.ask or texts.STAFF_NEED_NOTE.format(usage=command.usage)
+    case = session.services.case
+    actor = Actor.of_staff(member)
+    try:
+        check_request(case, command.action, None, None)
+        done = await act_in(case, session.db, number, command.action, actor,
+                            note if command.note != NOTE_NONE and note else None)
+    except Refused as exc:
+        reason = str(exc)
+        session.after_commit(lambda: session.services.tasks.spawn(
+            audit_refusal(case, actor, command.action, number, reason), name="audit-refusal"))
+        return texts.STAFF_REFUSED.format(reason=reason)
+    except DeskError as exc:
+        return str(exc)
+    if done.notices:
+        session.after_commit(session.services.outbox.kick)
+    workflow = case.workflow
+    return texts.STAFF_DONE.format(number=done.number, before=workflow.label(done.from_status),
+                                   after=workflow.label(done.to_status))
+
+
+def _ticket_number(session: Session, target: str) -> str | None:
+    """A ticket number as given, or the one at that place of the last 「我的工单」."""
+    if re.fullmatch(TICKET_NUMBER, target):
+        return target
+    listed = session.data.get(LIST_KEY) or []
+    index = int(target)
+    return listed[index - 1] if 1 <= index <= len(listed) else None
+
+
+# ---------------------------------------------------------------- 我的工单
+
+async def my_work(session: Session, member: Staff) -> str:
+    """Open tickets they handle, or waiting in a queue they are told of (their grid,
+    their department, the triage queue above …), newest first, numbered."""
+    tickets = await work_of(session, member, chat_of(session).list_length)
+    session.reset(**{LIST_KEY: [t.number for t in tickets]})
+    if not tickets:
+        return texts.STAFF_LIST_EMPTY
+    case = session.services.case
+    lines = [texts.STAFF_LIST_HEAD]
+    for index, ticket in enumerate(tickets, 1):
+        category = case.router.taxonomy.categories.get(ticket.category)
+        due = ticket.closure_due_at if ticket.accepted_at else ticket.response_due_at
+        lines.append(texts.STAFF_LIST_ITEM.format(
+            index=index, number=ticket.number, category=category.name if category else ticket.category,
+            status=case.workflow.label(ticket.status), due=format_local(due) or "—"))
+    usage = "、".join(c.usage for c in chat_of(session).commands.values())
+    lines.append(texts.STAFF_LIST_TAIL.format(commands=usage))
+    return "\n".join(lines)
+
+
+def _queues(session: Session, member: Staff) -> dict[str, tuple[str, ...]]:
+    """The groups they belong to → the states whose arrival notifies that group."""
+    case = session.services.case
+    groups = {name for name, selectors in notices_of(case).groups.items()
+              if any(member.role in s.roles for s in selectors)}
+    return {group: tuple(code for code in case.workflow.states if case.workflow.notifies(code) == group)
+            for group in groups}
+
+
+def _near(session: Session, member: Staff, group: str) -> list[ColumnElement[bool]]:
+    """Where a group's tickets can be for them, roughly (SQL; `in_scope` decides)."""
+    clauses: list[ColumnElement[bool]] = []
+    for selector in notices_of(session.services.case).groups[group]:
+        if member.role not in selector.roles:
+            continue
+        if selector.where == GRID:
+            clauses.append(col(Ticket.area_code) == member.area_code if member.area_code else false())
+        elif selector.where == DEPARTMENT:
+            clauses.append(col(Ticket.department) == member.department if member.department else false())
+        else:
+            clauses.append(true())
+    return clauses
+
+
+async def work_of(session: Session, member: Staff, limit: int) -> list[Ticket]:
+    case = session.services.case
+    workflow = case.workflow
+    queues = _queues(session, member)
+    waiting = [and_(col(Ticket.status).in_(states), or_(*_near(session, member, group)))
+               for group, states in queues.items() if states]
+    open_states = [code for code in workflow.states if workflow.is_open(code)]
+    rows = await session.db.exec(
+        select(Ticket).where(col(Ticket.status).in_(open_states), or_(col(Ticket.handler_id) == member.id, *waiting))
+        .order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc()).limit(FETCHED))
+    mine = [t for t in rows.all()
+            if t.handler_id == member.id
+            or any(t.status in states and in_scope(case, member, t, group) for group, states in queues.items())]
+    return mine[:limit]
