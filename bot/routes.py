@@ -41,6 +41,9 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/open311/v2/services.json", open311.services_endpoint)
     app.router.add_get("/open311/v2/requests.json", open311.requests_endpoint)
     app.router.add_get("/open311/v2/requests/{request_id}.json", open311.request_endpoint)
+    from bot.rating_page import setup_rating_page
+
+    setup_rating_page(app)  # GET/POST /rating/{token}: the signed 回访 page (route name "rating")
     if settings.simulator_enabled:
         from bot.sim import setup_simulator
 

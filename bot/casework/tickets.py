@@ -15,6 +15,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import to_local
+from bot.casework import parts
 from bot.casework.actors import RESIDENT_CODE, SYSTEM_CODE
 from bot.casework.context import Casework
 from bot.casework.notify import notify_staff
@@ -234,6 +235,8 @@ async def create_ticket(case: Casework, session: AsyncSession, new: NewTicket,
     await connection.execute(_INSERT_EVENTS, events)
     if duplicate_of is None or routing.urgency == "特急":  # a red warning is never held back
         await insert_rows(connection, notify_staff(case, ticket))
+    if duplicate_of is None:  # joint dispatch: the co-departments' parts (a duplicate is worked on its original)
+        await insert_rows(connection, await parts.on_create(case, session, ticket, now))
     # Attachments are rare and need their ids for the media download: ORM objects.
     attachments = [Attachment(ticket_id=ticket_id, kind=item.kind, media_id=item.media_id, url=item.url,
                               label=item.label, lat=item.lat, lng=item.lng, created_at=now) for item in new.evidence]
