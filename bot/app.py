@@ -11,7 +11,10 @@ from aiohttp import web
 
 from bot.casework.areas import AreaDirectory
 from bot.casework.context import Casework
-from bot.casework.org import Organisation
+from bot.casework.notify import NOTICES_FILE, Notices
+from bot.casework.org import Organisation, default_rights
+from bot.casework.parts import PartPolicy
+from bot.casework.ratings import LinkSigner, RatingPolicy
 from bot.dialogs.advice import EmergencyGuide
 from bot.inbox import Inbox
 from bot.leader import Leadership
@@ -19,6 +22,7 @@ from bot.routes import CALLBACK, INBOX, setup_routes
 from bot.scheduler import start_scheduler
 from bot.services import SERVICES, Services
 from bot.settings import Settings
+from bot.sla_jobs import check_calendar
 from bot.casework.sla import SlaPolicy
 from bot.tasks import BackgroundTasks
 from bot.wechat.callback import WeChatCallback
@@ -55,11 +59,15 @@ async def open_database(settings: Settings) -> Database:
 async def build_services(settings: Settings, db: Database, http: aiohttp.ClientSession) -> Services:
     async with db.session() as s:
         areas = await AreaDirectory.load(s)
-        org = await Organisation.load(s)
+        org = await Organisation.load(s, default_rights(settings.config_dir))
     router = Router.from_config(settings.config_dir, areas.locator, areas.gazetteer,
                                 settings.routing.confidence_threshold, settings.models_dir)
     client = None if settings.wechat.offline else WeChatClient(settings.wechat, http)
     workflow = Workflow.load(settings.config_dir / "workflow.toml")
+    parts = PartPolicy.load(settings.config_dir / "workflow.toml")
+    ratings = RatingPolicy.load(settings.config_dir)
+    ratings.check(workflow)
+    org.rights.check(workflow, {t.action for t in parts.transitions.values()})  # every action the rights table names exists
     sla = SlaPolicy.load(settings.config_dir)
     outbox = OutboxSender(db, settings.wechat, client)
     return Services(
@@ -76,7 +84,9 @@ async def build_services(settings: Settings, db: Database, http: aiohttp.ClientS
         surveys=load_surveys(settings.config_dir / "surveys"),
         emergency=EmergencyGuide.load(settings.config_dir / "emergency.toml"),
         intents=IntentClassifier.from_config(settings.config_dir, router.tagger),
-        case=Casework(db=db, workflow=workflow, sla=sla, router=router, areas=areas, org=org, outbox=outbox),
+        case=Casework(db=db, workflow=workflow, sla=sla, router=router, areas=areas, org=org, outbox=outbox,
+                      notices=Notices.load(settings.config_dir / NOTICES_FILE, settings.wechat.notice_templates),
+                      parts=parts, ratings=ratings, rating_links=LinkSigner.from_settings(settings)),
     )
 
 
@@ -110,6 +120,7 @@ def create_app(settings: Settings) -> web.Application:
             app[CALLBACK] = WeChatCallback(settings.wechat, app[INBOX], settings.server.max_body_bytes,
                                            services.tasks)
             services.outbox.kick()  # anything left from before a restart
+            check_calendar(services.sla)  # logs a warning when the next 60 days are not all known
             yield
             await services.tasks.close()
             await services.outbox.close()

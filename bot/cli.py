@@ -485,7 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
         actions = {action: t.label for action, t in Workflow.load(CONFIG_DIR / "workflow.toml").transitions.items()}
     except (OSError, ValueError, KeyError):
         actions = {}
-    add_ticket_commands(sub, actions)
+    from bot.part_cli import add_part_commands
+    from bot.rating_cli import add_rating_commands
+
+    add_part_commands(add_ticket_commands(sub, actions))  # `minyi ticket part`
+    add_rating_commands(sub)
+
+    from bot.staff_cli import add_org_commands
+
+    add_org_commands(sub)
 
     router = sub.add_parser("router", help="学习型分类模型：训练、评估、按工单重新训练（模型保存在数据目录 models/）")
     router_sub = router.add_subparsers(dest="router_command", required=True, metavar="子命令")
@@ -515,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.intent_cli import add_intent_commands
 
     add_intent_commands(sub)
+
+    from bot.sla_cli import add_sla_commands
+
+    add_sla_commands(sub)
 
     config = sub.add_parser("config", help="配置")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="子命令")

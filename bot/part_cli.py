@@ -51,15 +51,13 @@ def _part_words() -> dict[str, str]:
         return {}
 
 
-def add_part_commands(sub: Any) -> None:
-    """`minyi ticket part …`, under the `ticket` command of bot.ticket_cli (registered first)."""
-    ticket = sub.choices["ticket"]
-    ticket_sub = next(a for a in ticket._actions if isinstance(a, argparse._SubParsersAction))
+def add_part_commands(ticket_sub: Any) -> None:
+    """`minyi ticket part …`, among the `ticket` subcommands (bot.ticket_cli.add_ticket_commands)."""
     words = _part_words()
     part = ticket_sub.add_parser(
         "part", help="联合派单：协办部门接单、办结本部门的协办任务",
         description="协办动作（config/workflow.toml [part]）：" + "；".join(f"{w} = {label}" for w, label in words.items())
-                    + "。只有该部门的联络员可以操作（config/rights.toml）；被拒绝的操作记入审计。"
+                    + "。由该部门的联络员操作，调度员可代为登记办结（config/rights.toml）；被拒绝的操作记入审计。"
                       "牵头部门须等所有协办任务办结后才能办结工单。")
     part.add_argument("number", help="工单编号")
     part.add_argument("department", metavar="部门", help="协办部门代码或名称，如 urban_mgmt 或 城管")

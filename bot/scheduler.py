@@ -17,11 +17,14 @@ from typing import Any, Awaitable, Callable
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.casework.org import REFRESH_SECONDS
+from bot.casework.ratings import expire_job
 from bot.dialogs.drafts import expire_drafts
 from bot.inbox import Inbox
 from bot.leader import Leadership
 from bot.retrain import ModelWatch, retrain_job
 from bot.services import Services
+from bot.sla_jobs import calendar_check_job, sla_tick_job
 
 OUTBOX_SWEEP_SECONDS = 30
 INBOX_SWEEP_JOB = "inbox-sweep"
@@ -31,6 +34,11 @@ RETRAIN_JOB = "router-retrain"
 MODEL_WATCH_JOB = "router-model-watch"
 MODEL_WATCH_SECONDS = 60
 LEADER_ELECTION_JOB = "leader-election"
+ORG_REFRESH_JOB = "org-refresh"
+SLA_TICK_JOB = "sla-tick"
+CALENDAR_CHECK_JOB = "calendar-check"
+RATING_EXPIRY_JOB = "rating-expiry"
+RATING_EXPIRY_SECONDS = 600
 
 
 def add_leader_job(scheduler: AsyncIOScheduler, leadership: Leadership, func: Callable[..., Awaitable[Any]],
@@ -54,6 +62,9 @@ def _add_worker_jobs(scheduler: AsyncIOScheduler, services: Services, inbox: Inb
     # Every minute: pick up a model saved by the leader, another host or the CLI.
     scheduler.add_job(ModelWatch(services).job, "interval", seconds=MODEL_WATCH_SECONDS, id=MODEL_WATCH_JOB,
                       max_instances=1, coalesce=True)
+    # Staff imported, added, disabled or bound elsewhere: this worker reloads them.
+    scheduler.add_job(services.case.org.refresh_if_changed, "interval", args=[services.db], seconds=REFRESH_SECONDS,
+                      id=ORG_REFRESH_JOB, max_instances=1, coalesce=True)
 
 
 def _add_leader_jobs(scheduler: AsyncIOScheduler, services: Services, leadership: Leadership) -> None:
@@ -62,6 +73,16 @@ def _add_leader_jobs(scheduler: AsyncIOScheduler, services: Services, leadership
     add_leader_job(scheduler, leadership, retrain_job, "cron", args=[services],
                    hour=services.settings.routing.retrain_cron_hour, minute=0, id=RETRAIN_JOB,
                    misfire_grace_time=3600)
+    # Every minute: 80 % warnings, breaches and 督办 escalations (idempotent: marks are unique).
+    add_leader_job(scheduler, leadership, sla_tick_job, "interval", args=[services], seconds=services.settings.scheduler.sla_tick_seconds,
+                   id=SLA_TICK_JOB)
+    # Daily (and at start in every worker, bot/app.py): warn when the working calendar
+    # lacks a year of the next 60 days.
+    add_leader_job(scheduler, leadership, calendar_check_job, "cron", args=[services], hour=8, minute=0,
+                   id=CALENDAR_CHECK_JOB, misfire_grace_time=3600)
+    # 回访 unanswered past the window: recorded as 未评价, never as satisfied.
+    add_leader_job(scheduler, leadership, expire_job, "interval", args=[services.case],
+                   seconds=RATING_EXPIRY_SECONDS, id=RATING_EXPIRY_JOB)
 
 
 def start_scheduler(services: Services, inbox: Inbox, *, leadership: Leadership | None = None) -> AsyncIOScheduler:

@@ -76,6 +76,9 @@ class WeChatSettings:
     max_retries: int = 3
     fallback_template_id: str = ""
     fallback_subscribe_template_id: str = ""
+    # The account's template ids of staff notices, "kind=ID,kind=ID" (config/notices.toml
+    # names the kinds); over the template_id of that file. Empty: notices go as text.
+    notice_templates: str = ""
 
     @property
     def offline(self) -> bool:
@@ -109,6 +112,8 @@ class SchedulerSettings:
     # Workers not leading try to take leadership this often (bot/leader.py); a dead
     # leader is replaced within about this long.
     leader_retry_seconds: float = 10.0
+    # The SLA clock's tick (warnings, breaches, escalations), in the leader.
+    sla_tick_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

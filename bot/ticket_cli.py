@@ -100,7 +100,9 @@ def cmd_ticket_show(args: argparse.Namespace, settings: Settings) -> int:
               f"网格：{services.areas.full_name(ticket.area_code) or '未定位'}")
         print(f"  内容：{ticket.description}")
         workflow = services.workflow
-        names = {**EVENT_NAMES, **{a: t.label for a, t in workflow.transitions.items()}}
+        escalation = services.sla.escalation
+        names = {**EVENT_NAMES, escalation.action: escalation.action_label,
+                 **{a: t.label for a, t in workflow.transitions.items()}}
         for e in events:
             move = f"{workflow.label(e.from_status) if e.from_status else ''}→{workflow.label(e.to_status)}" \
                 if e.to_status and e.to_status != e.from_status else ""
@@ -138,8 +140,9 @@ def cmd_ticket_act(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(with_services(settings, run))
 
 
-def add_ticket_commands(sub: Any, workflow_actions: dict[str, str]) -> None:
-    """`minyi ticket list|show|act`; `workflow_actions`: action → Chinese label."""
+def add_ticket_commands(sub: Any, workflow_actions: dict[str, str]) -> Any:
+    """`minyi ticket list|show|act`; `workflow_actions`: action → Chinese label. Returns
+    the ticket command's subparsers, for commands registered beside these (`ticket part`)."""
     ticket = sub.add_parser("ticket", help="工单：列表、详情、处理动作（派单/改派、接单、办结……）")
     ticket_sub = ticket.add_subparsers(dest="ticket_command", required=True, metavar="子命令")
 
@@ -167,3 +170,4 @@ def add_ticket_commands(sub: Any, workflow_actions: dict[str, str]) -> None:
     act.add_argument("--category", help="改为此分类代码（仅 dispatch）")
     act.add_argument("--grid", help="改为此网格编码（仅 dispatch）")
     act.set_defaults(func=cmd_ticket_act)
+    return ticket_sub

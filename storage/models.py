@@ -141,7 +141,12 @@ class Ticket(SQLModel, table=True):
     # of one category (the duplicate candidates, bot.casework.tickets).
     __table_args__ = (Index("ix_ticket_openid_created", "openid", "created_at"),
                       Index("ix_ticket_duplicate_candidates", "area_code", "category", "duplicate_of_id",
-                            "created_at"))
+                            "created_at"),
+                      # The SLA clock's scans (bot/casework/sla_clock.py): open tickets past a
+                      # warning point or deadline, without reading the closed history.
+                      Index("ix_ticket_sla_response", "status", "accepted_at", "response_due_at"),
+                      Index("ix_ticket_sla_closure_warn", "status", "closure_warn_at"),
+                      Index("ix_ticket_sla_closure_due", "status", "closure_due_at"))
     id: Optional[int] = Field(default=None, primary_key=True)
     number: str = Field(max_length=32, sa_column_kwargs={"unique": True})
     openid: str = Field(max_length=64)  # indexed with created_at, see __table_args__
@@ -175,8 +180,8 @@ class Ticket(SQLModel, table=True):
     # The SLA clock (bot/casework/sla_clock.py): 80 % points of the deadlines, the pause
     # in progress and the time paused so far (deadlines move on by each pause), the
     # overdue mark and how far up the grid tree the ticket has been escalated.
-    response_warn_at: Optional[datetime] = Field(default=None, index=True)
-    closure_warn_at: Optional[datetime] = Field(default=None, index=True)
+    response_warn_at: Optional[datetime] = None
+    closure_warn_at: Optional[datetime] = None
     paused_since: Optional[datetime] = None
     paused_seconds: int = 0
     overdue: bool = False
@@ -222,12 +227,13 @@ class SlaMark(SQLModel, table=True):
     the unique key is what makes a tick idempotent on any number of workers."""
 
     __tablename__ = "sla_mark"
-    __table_args__ = (Index("ux_sla_mark_once", "ticket_id", "kind", "clock", "level", unique=True),)
+    __table_args__ = (Index("ux_sla_mark_once", "ticket_id", "round", "kind", "clock", "level", unique=True),)
     id: Optional[int] = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id")
     kind: str = Field(max_length=16)  # warn / breach / escalate
     clock: str = Field(max_length=16)  # response / closure
     level: int = 0  # escalation level (1 = parent node of the grid, 2 = next …)
+    round: int = 0  # the ticket's reopen_count: a reopened ticket's clocks warn and escalate anew
     area_code: Optional[str] = Field(default=None, max_length=32)  # the node escalated to
     at: datetime
 

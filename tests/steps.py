@@ -12,7 +12,7 @@ import pytest
 
 from sqlmodel import col, select
 
-from storage.models import Outbox, Ticket
+from storage.models import AuditEntry, Outbox, Staff, Ticket
 from tests import wechat
 from tests.conftest import services_of
 
@@ -67,3 +67,82 @@ async def minyi(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, st
     code = await asyncio.to_thread(run)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+async def staff_member(client: Any, login: str) -> Staff:
+    """A staff row by 工号, as the database has it now."""
+    async with services_of(client).db.session() as s:
+        return (await s.exec(select(Staff).where(Staff.login == login))).one()
+
+
+async def actor_code(client: Any, login: str) -> str:
+    """The audit-trail code of a staff member (bot.casework.actors), e.g. staff:9."""
+    return f"staff:{(await staff_member(client, login)).id}"
+
+
+async def audit_entries(client: Any, target: str | None = None) -> list[AuditEntry]:
+    """Audit rows, oldest first; only those about `target` (e.g. a ticket number) when given."""
+    statement = select(AuditEntry).order_by(col(AuditEntry.id))
+    if target is not None:
+        statement = statement.where(AuditEntry.target == target)
+    async with services_of(client).db.session() as s:
+        return list((await s.exec(statement)).all())
+
+
+async def invite(client: Any, login: str) -> str:
+    """A one-time binding code for the staff member with this 工号 (as `minyi staff invite` makes)."""
+    from bot.casework.invites import create_invite
+    from bot.clock import utcnow
+
+    async with services_of(client).db.transaction() as s:
+        staff = (await s.exec(select(Staff).where(Staff.login == login))).one()
+        return await create_invite(s, staff, utcnow())
+
+
+async def bind_staff(client: Any, sender: wechat.Sender, login: str, openid: str) -> str:
+    """The staff member `login` binds the WeChat `openid` by chat (「绑定 CODE」); returns the reply."""
+    code = await invite(client, login)
+    reply = await sender.reply(wechat.text(openid, f"绑定 {code}"))
+    assert "绑定成功" in reply, reply
+    return reply
+
+
+async def staff_act(capsys: pytest.CaptureFixture[str], number: str, login: str, *actions: str,
+                    note: str | None = None) -> str:
+    """`minyi ticket act NUMBER ACTION --by LOGIN` for each action in turn (each must
+    succeed; `note` goes with the last); the output of the last."""
+    out = ""
+    for index, action in enumerate(actions):
+        extra = ["--note", note] if note and index == len(actions) - 1 else []
+        code, out, err = await minyi(capsys, "ticket", "act", number, action, "--by", login, *extra)
+        assert code == 0, (action, err)
+    return out
+
+
+async def events_of(client: Any, number: str) -> list[Any]:
+    """A ticket's audit trail (TicketEvent rows), oldest first."""
+    from storage.models import TicketEvent
+
+    ticket = await ticket_by_number(client, number)
+    async with services_of(client).db.session() as s:
+        return list((await s.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
+                                  .order_by(col(TicketEvent.id)))).all())
+
+
+async def ratings_of(client: Any, number: str) -> list[Any]:
+    """A ticket's 回访 rounds (Rating rows), oldest first."""
+    from storage.models import Rating
+
+    ticket = await ticket_by_number(client, number)
+    async with services_of(client).db.session() as s:
+        return list((await s.exec(select(Rating).where(Rating.ticket_id == ticket.id).order_by(col(Rating.round)))).all())
+
+
+async def parts_of(client: Any, number: str) -> list[Any]:
+    """A joint ticket's co-department parts (TicketPart rows), in creation order."""
+    from storage.models import TicketPart
+
+    ticket = await ticket_by_number(client, number)
+    async with services_of(client).db.session() as s:
+        return list((await s.exec(select(TicketPart).where(TicketPart.ticket_id == ticket.id)
+                                  .order_by(col(TicketPart.id)))).all())

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from bot.casework.actors import RESIDENT_CODE
 from bot.app import create_app
 from bot.clock import to_local, utcnow
 from bot.dialogs import texts
@@ -101,12 +102,21 @@ async def test_status_in_everyday_words_with_or_without_a_number(client, sender,
 async def test_ticket_detail_shows_the_staffs_result_notes(client, sender, new_openid, cli_env, capsys):
     openid = await follow(sender, new_openid())
     number = await report(sender, openid, ELEVATOR)
-    for action, note in (("accept", None), ("resolve", "已联系维保公司更换曳引机，电梯恢复运行")):
-        argv = ["ticket", "act", number, action, "--by", "王芳"] + (["--note", note] if note else [])
+    # A joint ticket (市场监管 leads; 住建 and the property company assist): the grid
+    # worker accepts, the co-departments' parts are done (the centre records the property
+    # company's, which has no liaison in minyi), then the grid worker resolves it.
+    steps = [["ticket", "act", number, "accept", "--by", "陈静"],
+             ["ticket", "part", number, "housing", "done", "--by", "L02", "--note", "已督促物业维修"],
+             ["ticket", "part", number, "property", "done", "--by", "D01"],
+             ["ticket", "act", number, "resolve", "--by", "陈静", "--note", "已联系维保公司更换曳引机，电梯恢复运行"]]
+    for argv in steps:
         code, _, err = await minyi(capsys, *argv)
-        assert code == 0, err
+        assert code == 0, (argv, err)
     detail = await sender.reply(wechat.text(openid, number))
-    assert detail.endswith("处理说明：\n· 已联系维保公司更换曳引机，电梯恢复运行")
+    assert detail.endswith("处理说明：\n· 住建：协办办结，已督促物业维修\n· 物业企业：协办办结\n"
+                           "· 已联系维保公司更换曳引机，电梯恢复运行")
+    assert [line[-3:] for line in detail.split("办理记录：\n")[1].split("\n处理说明")[0].splitlines()] == [
+        "已受理", "已派单", "已接单", "已办结"]  # the parts' notes are no moves
 
 
 async def test_cancel_in_everyday_words_drops_the_draft(client, sender, new_openid):
@@ -192,7 +202,7 @@ async def test_urges_land_on_the_open_ticket_and_its_handler_is_told(client, sen
         assert "时限：" in reply
     assert len(await tickets_of(client, openid)) == 1
     urges = await events_of(client, ticket.id or 0, "urge")
-    assert [e.note for e in urges] == phrases and {e.actor for e in urges} == {openid}
+    assert [e.note for e in urges] == phrases and {e.actor for e in urges} == {RESIDENT_CODE}  # the ticket says which resident
     assert ticket.appeal_type == "投诉"
     told = [m for m in await messages_to(client, grid_worker(client, ticket)) if m.startswith(f"【催办】工单 {number}")]
     assert [m.split("（")[1].split("）")[0] for m in told] == [f"第{i}次" for i in range(1, 6)]
@@ -223,7 +233,7 @@ async def test_the_residents_answer_reaches_the_waiting_ticket(client, sender, n
     openid = await follow(sender, new_openid())
     number = await report(sender, openid, ELEVATOR)
     for action in ("accept", "ask_resident"):
-        code, _, err = await minyi(capsys, "ticket", "act", number, action, "--by", "王芳",
+        code, _, err = await minyi(capsys, "ticket", "act", number, action, "--by", "何琳",
                                    *(["--note", "请问是几号电梯？"] if action == "ask_resident" else []))
         assert code == 0, err
     assert (await ticket_by_number(client, number)).status == "waiting"
@@ -235,9 +245,9 @@ async def test_the_residents_answer_reaches_the_waiting_ticket(client, sender, n
     ticket = await ticket_by_number(client, number)
     assert ticket.status == "handling"  # back with its handler (workflow.toml resident_reply_action)
     assert [e.note for e in await events_of(client, ticket.id or 0, "supplement")][0] == "是2号电梯，靠东边那部"
-    assert [e.actor for e in await events_of(client, ticket.id or 0, "resume")] == [openid]
-    # The handler is whoever accepted it (王芳, o-demo-grid-01), wherever the ticket is.
-    told = [m for m in await messages_to(client, "o-demo-grid-01") if m.startswith("【群众已补充】")]
+    assert [e.actor for e in await events_of(client, ticket.id or 0, "resume")] == [RESIDENT_CODE]
+    # The handler is whoever accepted it (何琳, the 市场监管 liaison), not the grid's worker.
+    told = [m for m in await messages_to(client, "o-demo-liaison-market") if m.startswith("【群众已补充】")]
     assert told[0] == f"【群众已补充】工单 {number}：是2号电梯，靠东边那部"
     assert len(await tickets_of(client, openid)) == 1
 

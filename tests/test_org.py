@@ -161,19 +161,19 @@ async def test_an_invalid_file_writes_nothing_and_names_each_line_and_field(clie
 async def test_a_full_roster_disables_whoever_it_leaves_out(client, cli_env, capsys, tmp_path):
     roster = "工号,姓名,角色,网格\nG01,王芳,网格员,420199001001001\nG02,李强,网格员,420199001001002\n"
     out = await run(capsys, "org", "import", write(tmp_path, "roster.csv", roster), "--disable-missing", "--dry-run")
-    assert "试运行（未写入）。网格节点：新增 0，更新 0，未变 0；工作人员：新增 0，更新 0，停用 13，未变 2" in out
+    assert "试运行（未写入）。网格节点：新增 0，更新 0，未变 0；工作人员：新增 0，更新 0，停用 15，未变 2" in out
     assert (await staff_member(client, "G03")).active
     out = await run(capsys, "org", "import", write(tmp_path, "roster.csv", roster), "--disable-missing")
-    assert "工作人员：新增 0，更新 0，停用 13，未变 2" in out
+    assert "工作人员：新增 0，更新 0，停用 15，未变 2" in out
     assert not (await staff_member(client, "G03")).active and (await staff_member(client, "G01")).active
 
 
 async def test_the_demo_organisation_is_loaded_through_the_import(client):
     entries = [e for e in await audit_entries(client) if e.action == "org_import"]
     assert [(e.actor, e.target) for e in entries] == [("system", "config/demo")]
-    assert entries[0].reason == "网格节点：新增 15，更新 0，未变 0；工作人员：新增 15，更新 0，停用 0，未变 0"
+    assert entries[0].reason == "网格节点：新增 15，更新 0，未变 0；工作人员：新增 17，更新 0，停用 0，未变 0"
     org = services_of(client).case.org
-    assert org.version == 1 and len(org.staff) == 15 and org.find("王芳").login == "G01"  # type: ignore[union-attr]
+    assert org.version == 1 and len(org.staff) == 17 and org.find("王芳").login == "G01"  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------ staff commands
@@ -185,7 +185,7 @@ async def test_staff_list_add_disable_enable(client, cli_env, capsys):
     assert lines[1].split() == ["D01", "周建国", "调度员", "示范区", "已绑定", "在职"]
     assert ["G01", "王芳", "网格员", "枫林第一网格", "已绑定", "在职"] in [line.split() for line in lines]
     assert ["L02", "孙悦", "部门联络员", "住建", "·", "示范区", "已绑定", "在职"] in [line.split() for line in lines]
-    assert lines[-1] == "共 15 名（在职 15，停用 0）"
+    assert lines[-1] == "共 17 名（在职 17，停用 0）"
 
     out = await run(capsys, "staff", "add", "--login", "G09", "--name", "钱多多", "--role", "网格员",
                     "--area", "420199001001001")

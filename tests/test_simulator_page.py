@@ -167,7 +167,10 @@ async def test_resident_reports_through_the_simulator(client):
             break
         await asyncio.sleep(0.1)
     assert notices and downloads, rows
-    assert all(n.openid and n.openid.startswith("o-demo-") and "新工单" in str(n.payload) for n in notices)
+    # The grid and the lead department get the new ticket, the co-departments their part.
+    contents = [str((n.payload or {}).get("content")) for n in notices]
+    assert all(n.openid and n.openid.startswith("o-demo-") for n in notices)
+    assert any("新工单" in c for c in contents) and all("新工单" in c or c.startswith("【协办·") for c in contents)
     # ...and none of them is addressed to this session's resident: the simulator shows none.
     assert await outbox_rows(client) == []
 

@@ -20,7 +20,7 @@ from bot.casework import changes, parts, ratings, rights, sla_clock
 from bot.casework.actors import Actor
 from bot.casework.context import Casework
 from bot.casework.notify import notify_staff, resident_updates
-from bot.casework.workflow import InvalidTransition
+from bot.casework.workflow import WAITING_KIND, InvalidTransition
 from bot.clock import utcnow
 from storage.models import AuditEntry, Resident, Ticket, TicketChange, TicketEvent
 from storage.outbox_rows import insert_rows
@@ -28,7 +28,6 @@ from storage.outbox_rows import insert_rows
 RECATEGORIZE = "recategorize"
 RELOCATE = "relocate"
 REFUSED = "refused"
-WAITING = "waiting"  # the state kind whose arrival marks the resident as asked
 
 
 class DeskError(ValueError):
@@ -109,6 +108,8 @@ async def act_in(case: Casework, session, number: str, action: str, actor: Actor
     rerouted = _reroute(case, ticket, category, area_code, actor.code, now)
     for event in rerouted:
         events.append({**event, "from_status": after, "to_status": after})
+    if workflow.transitions[action].restarts_clock:
+        _restart_clock(case, ticket, now)
     _move(case, ticket, after, actor, now)
     session.add(ticket)
     await session.flush()
@@ -126,7 +127,7 @@ async def act_in(case: Casework, session, number: str, action: str, actor: Actor
     if changed:
         await connection.execute(insert(TicketChange), changed)
     await insert_rows(connection, rows)
-    if after in workflow.states_of_kind(WAITING):  # the resident's next message is looked at as the answer
+    if after in workflow.states_of_kind(WAITING_KIND):  # the resident's next message is looked at as the answer
         await connection.execute(update(Resident.__table__).where(Resident.__table__.c.openid == ticket.openid)  # type: ignore[attr-defined]
                                  .values(awaiting_answer_since=now))
     recategorized = any(e["action"] == RECATEGORIZE for e in rerouted)
@@ -159,6 +160,16 @@ def _reroute(case: Casework, ticket: Ticket, category: str | None, area_code: st
                        "note": f"{ticket.area_code or '未定位'} → {area_code}"})
         ticket.area_code = area_code
     return events
+
+
+def _restart_clock(case: Casework, ticket: Ticket, now: datetime) -> None:
+    """A reopened ticket: deadlines from now, to be accepted (and resolved) again, no
+    longer overdue; the SLA marks of its next round (reopen_count) are new."""
+    category = case.router.taxonomy.categories.get(ticket.category)
+    for column, due in case.sla.schedule(now, ticket.urgency, category.sla_class if category else None).items():
+        setattr(ticket, column, due)
+    ticket.accepted_at = ticket.resolved_at = ticket.paused_since = None
+    ticket.paused_seconds, ticket.overdue, ticket.escalation_level = 0, False, 0
 
 
 def _move(case: Casework, ticket: Ticket, status: str, actor: Actor, now: datetime) -> None:

@@ -105,7 +105,7 @@ async def import_org(session: AsyncSession, records: list[Record], rights: Right
         org.errors.append("文件中没有工作人员记录，不能按名单停用其他人员")
     if org.errors:
         raise ImportRejected(org.errors)
-    say("写入数据库…")
+    say("比对现有数据…")
     summary = Summary()
     await _write_areas(session, org, areas, summary.areas)
     _write_staff(session, org, staff, summary.staff)

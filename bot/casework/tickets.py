@@ -233,7 +233,7 @@ async def create_ticket(case: Casework, session: AsyncSession, new: NewTicket,
         events.append({**linked, "action": "link_duplicate",
                        "note": f"与工单 {duplicate_of.number} 反映的是同一问题，已关联，由该工单一并办理"})
     await connection.execute(_INSERT_EVENTS, events)
-    if duplicate_of is None or routing.urgency == "特急":  # a red warning is never held back
+    if duplicate_of is None or routing.urgency in case.notices.red_urgencies:  # a red warning is never held back
         await insert_rows(connection, notify_staff(case, ticket))
     if duplicate_of is None:  # joint dispatch: the co-departments' parts (a duplicate is worked on its original)
         await insert_rows(connection, await parts.on_create(case, session, ticket, now))

@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# The kinds of state (config/workflow.toml `kind`): what code asks for instead of states.
+OPEN_KIND = "open"  # with staff
+TRIAGE_KIND = "triage"  # in the dispatcher's queue
+WAITING_KIND = "waiting"  # waiting for the resident's answer
+CLOSED_KIND = "closed"
+
+
 class InvalidTransition(ValueError):
     pass
 
@@ -29,6 +36,7 @@ class Transition:
     sources: frozenset[str]
     target: str
     label: str
+    restarts_clock: bool = False  # new SLA deadlines from the moment of the action
 
 
 class Workflow:
@@ -59,7 +67,8 @@ class Workflow:
                                    s.get("stamp", ""), s.get("notify", ""), bool(s.get("takes_handler", False)))
                   for s in raw["state"]}
         transitions = {
-            t["action"]: Transition(t["action"], frozenset(t["from"]), t["to"], t["label"]) for t in raw["transition"]
+            t["action"]: Transition(t["action"], frozenset(t["from"]), t["to"], t["label"], bool(t.get("restarts_clock")))
+            for t in raw["transition"]
         }
         return cls(states, transitions, raw["initial"], raw.get("resident_reply_action", ""),
                    raw.get("reroute_action", ""), tuple(raw.get("label_states", ())))

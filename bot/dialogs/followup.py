@@ -9,6 +9,7 @@ from sqlmodel import col, select
 from bot.clock import format_local
 from bot.casework.actors import RESIDENT_CODE, Actor
 from bot.casework.desk import act_in
+from bot.casework.workflow import OPEN_KIND, TRIAGE_KIND, WAITING_KIND
 from bot.dialogs import texts
 from bot.dialogs.choices import parse_choice
 from bot.dialogs.session import Session
@@ -18,7 +19,7 @@ from bot.wechat.inbound import Inbound
 from storage.models import Attachment, Ticket, TicketEvent
 
 CHOOSING_TICKET = "choosing_ticket"
-OPEN_KINDS = ("open", "triage", "waiting")
+OPEN_KINDS = (OPEN_KIND, TRIAGE_KIND, WAITING_KIND)
 LISTED = 5
 URGE_ACTION = "urge"
 SUPPLEMENT_ACTION = "supplement"
@@ -39,7 +40,7 @@ async def open_tickets(session: Session, kinds: tuple[str, ...] = OPEN_KINDS) ->
 
 
 async def waiting_tickets(session: Session) -> list[Ticket]:
-    return await open_tickets(session, ("waiting",))
+    return await open_tickets(session, (WAITING_KIND,))
 
 
 def _handler_openids(session: Session, ticket: Ticket) -> set[str]:
@@ -52,7 +53,7 @@ def _handler_openids(session: Session, ticket: Ticket) -> set[str]:
 
 def _who_handles(session: Session, ticket: Ticket) -> str:
     services = session.services
-    if ticket.status in services.workflow.states_of_kind("triage") or not ticket.department:
+    if ticket.status in services.workflow.states_of_kind(TRIAGE_KIND) or not ticket.department:
         return texts.UNASSIGNED
     area = services.areas.full_name(ticket.area_code)
     department = services.router.taxonomy.department_name(ticket.department)
@@ -153,7 +154,7 @@ async def _answer(msg: Inbound, session: Session, ticket: Ticket) -> str:
     kind = await _attach(msg, session, ticket)
     services = session.services
     summary = _summary(msg.content or texts.MEDIA_KIND.get(msg.msg_type, "材料"))
-    if ticket.status in services.workflow.states_of_kind("waiting") and services.workflow.resident_reply_action:
+    if ticket.status in services.workflow.states_of_kind(WAITING_KIND) and services.workflow.resident_reply_action:
         await act_in(services.case, session.db, ticket.number, services.workflow.resident_reply_action,
                      actor=Actor.resident(session.resident.openid), note=f"群众已补充：{summary}")
     handler = _handler_openids(session, ticket)

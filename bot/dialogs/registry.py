@@ -2,6 +2,8 @@
 
 A handler is `async def handler(msg: Inbound, session: Session) -> str | None`:
 the reply text, or None for a bare 'success'. Lookup order for a message:
+  0. STAFF: whatever a bound staff member sends, and anyone's 「绑定 CODE」, is answered by
+     bot/dialogs/staff.py (ticket commands; never a resident's report)
   1. COMMANDS: exact words that work in any state (取消, 查询, 帮助 ...)
   2. STEPS: (dialog state, message type) while a dialog is under way
   3. MESSAGES: message type or event; menu clicks go through MENU_KEYS
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from bot.dialogs import binding, chat, emergency, events, followup, report, status, texts, welcome
+from bot.dialogs import binding, chat, emergency, events, followup, rating, report, staff, status, texts, welcome
 from bot.dialogs.choices import parse_choice
 from bot.dialogs.session import Session
 from bot.wechat.inbound import Inbound
@@ -100,6 +102,15 @@ async def ticket_chosen(msg: Inbound, session: Session) -> str | None:
         return await followup.ticket_chosen(msg, session)
     session.reset()
     return await understand(msg, session)
+
+
+async def rating_reply(msg: Inbound, session: Session) -> str | None:
+    """A reply while asked to rate (回访): the answer; anything else is understood afresh,
+    the question left open."""
+    answered = await rating.answer(msg, session)
+    if answered is not None:
+        return answered
+    return await voice(msg, session) if msg.msg_type == "voice" else await understand(msg, session)
 
 
 async def media(msg: Inbound, session: Session) -> str | None:
@@ -187,6 +198,8 @@ STEPS: dict[tuple[str, str], Handler] = {
     ("choosing_grid", "text"): binding.choose_grid,
     (CHOOSING_INTENT, "text"): intent_chosen,
     (followup.CHOOSING_TICKET, "text"): ticket_chosen,
+    (rating.RATING, "text"): rating_reply,
+    (rating.RATING, "voice"): rating_reply,
     (emergency.AWAITING_LOCATION, "location"): emergency.location_given,
 }
 
@@ -220,7 +233,8 @@ MENU_KEYS: dict[str, Handler] = {
 }
 
 # States whose replies are numbers: 「1」 there is a choice, not 提交.
-NUMBERED_STATES = frozenset({"choosing_community", "choosing_grid", CHOOSING_INTENT, followup.CHOOSING_TICKET})
+NUMBERED_STATES = frozenset({"choosing_community", "choosing_grid", CHOOSING_INTENT, followup.CHOOSING_TICKET,
+                             rating.RATING})
 # Dialog states that expire after [dialog] timeout_minutes, telling the resident.
 EXPIRING_STATES = frozenset({report.DRAFTING, "consent", "choosing_community", "choosing_grid"})
 # States that end silently after a few minutes.
@@ -229,6 +243,11 @@ SHORT_STATES = {report.AFTER_TICKET: 10, CHOOSING_INTENT: 10, followup.CHOOSING_
 
 
 def find_handler(msg: Inbound, state: str) -> Handler | None:
+    handler = _resident_handler(msg, state)
+    return staff.first(handler) if msg.kind in staff.PERSONAL_KINDS else handler
+
+
+def _resident_handler(msg: Inbound, state: str) -> Handler | None:
     if msg.msg_type in ("text", "voice"):
         words = msg.content.strip().rstrip("。.!！")
         if words in COMMANDS:

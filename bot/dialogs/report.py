@@ -7,6 +7,7 @@ import dataclasses
 from datetime import datetime, timedelta
 
 from bot.casework.actors import RESIDENT_CODE
+from bot.casework.workflow import TRIAGE_KIND
 from bot.clock import format_local
 from bot.dialogs import binding, texts
 from bot.dialogs.session import Session
@@ -232,7 +233,7 @@ def _created_reply(session: Session, created: Created, routing: Routing) -> str:
         if created.repeat_of is not None and created.repeat_of.openid == ticket.openid:
             reply += "\n" + texts.REPEAT_LINE.format(original=created.repeat_of.number)
         return f"{advice}\n{reply}" if advice else reply
-    if ticket.status == "triage":
+    if ticket.status in services.workflow.states_of_kind(TRIAGE_KIND):
         routing_line = texts.TRIAGE_LINE
     else:
         area = services.areas.full_name(ticket.area_code)

@@ -43,10 +43,10 @@ async def ticket_detail(number: str, session: Session) -> str:
     workflow, taxonomy = session.services.workflow, session.services.router.taxonomy
     timeline, notes = [], []
     for event in await events_of(session.db, ticket.id or 0):
-        if event.to_status:
+        if event.to_status and event.to_status != event.from_status:  # a move, not a note on the way
             timeline.append(f"· {format_local(event.at)} {workflow.label(event.to_status)}")
-            if event.note and event.actor.startswith(STAFF_PREFIX):  # staff's own words
-                notes.append(f"· {event.note}")
+        if event.to_status and event.note and event.actor.startswith(STAFF_PREFIX):  # staff's own words
+            notes.append(f"· {event.note}")
     summary = ticket.description if len(ticket.description) <= 80 else ticket.description[:80] + "…"
     detail = texts.TICKET_DETAIL.format(number=ticket.number, status=workflow.label(ticket.status),
                                         category=taxonomy.label(ticket.category), summary=summary,

@@ -81,8 +81,10 @@ async def my_data(msg: Inbound, session: Session) -> str:
 
 
 async def delete_my_data(msg: Inbound, session: Session) -> str:
-    """Right to deletion (PIPL): a request the centre must act on, so it is queued to dispatchers."""
-    dispatchers = (await session.db.exec(select(Staff).where(Staff.role == "dispatcher"))).all()
+    """Right to deletion (PIPL): a request the centre must act on, so it is queued to the
+    centre's on-duty role ([hotline] notify_role, the dispatchers)."""
+    role = session.services.settings.hotline.notify_role
+    dispatchers = (await session.db.exec(select(Staff).where(Staff.role == role, Staff.active == True))).all()  # noqa: E712
     for person in dispatchers:
         if person.openid:
             session.services.outbox.queue_text(session.db, person.openid,
