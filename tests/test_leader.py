@@ -9,6 +9,7 @@ leader's lock is gone, and `guard` runs a job on the leader only. Integration: a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -279,5 +280,118 @@ def test_a_killed_leader_is_replaced_by_the_other_worker(pg_url: str, tmp_path: 
         assert service.log_count(TAKEN) == 2 and f"{TAKEN} {second}" in service.log_path.read_text()
         assert service.log_count(" ERROR ") == 0, service.first_error()
         print(f"leader {first} killed; {second} took over in {took:.1f} s")
+    finally:
+        service.stop()
+
+
+# ---------------------------------------------------------------- the SLA clock in the leader
+
+# Two different problems of 西山街道 (the same one twice would be linked as a duplicate,
+# which is escalated through its original).
+REPORTS = ("枫林小区楼下烧烤摊油烟太大，窗户都不敢开", "枫林小区门口的垃圾堆了好几天没人清运，臭气熏天")
+STREET_SUPERVISOR = "o-demo-supervisor-02"  # S02, 西山街道 (config/demo/staff.toml)
+
+
+async def _overdue(url: str, number: str) -> None:
+    """Move a ticket's response deadline (and warning point) into the past."""
+    import asyncpg
+
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("UPDATE ticket SET response_warn_at = now() - interval '2 hours',"
+                           " response_due_at = now() - interval '1 hour' WHERE number = $1", number)
+    finally:
+        await conn.close()
+
+
+async def _sla_state(url: str) -> tuple[dict[str, list[tuple]], dict[str, int]]:
+    """Per ticket number: its SLA marks; and how many 督办 notices each number got."""
+    import asyncpg
+
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        marks = await conn.fetch("SELECT t.number, m.round, m.kind, m.clock, m.level FROM sla_mark m"
+                                 " JOIN ticket t ON t.id = m.ticket_id ORDER BY m.id")
+        notices = await conn.fetch("SELECT payload FROM outbox WHERE openid = $1", STREET_SUPERVISOR)
+    finally:
+        await conn.close()
+    by_ticket: dict[str, list[tuple]] = {}
+    for row in marks:
+        by_ticket.setdefault(row["number"], []).append(tuple(row)[1:])
+    told: dict[str, int] = {}
+    for row in notices:
+        payload = row["payload"]
+        content = (json.loads(payload) if isinstance(payload, str) else payload or {}).get("content", "")
+        found = re.search(r"【督办·街道】工单 (\d{8}-\d{4})", content)
+        if found:
+            told[found.group(1)] = told.get(found.group(1), 0) + 1
+    return by_ticket, told
+
+
+async def _until_told(url: str, number: str, timeout: float) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if number in (await _sla_state(url))[1]:
+            return time.monotonic() - began
+        await asyncio.sleep(0.2)
+    import asyncpg
+
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        row = await conn.fetchrow("SELECT status, area_code, response_due_at, accepted_at, duplicate_of_id"
+                                  " FROM ticket WHERE number = $1", number)
+    finally:
+        await conn.close()
+    raise AssertionError(f"{number}: no 督办 notice within {timeout} s; ticket {dict(row or {})}; "
+                         f"{await _sla_state(url)}")
+
+
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="MINYI_TEST_BACKENDS leaves out postgresql")
+def test_the_sla_clock_runs_in_the_leader_and_the_other_worker_takes_it_over(pg_url: str, tmp_path: Path) -> None:
+    """`minyi serve --workers 2` on PostgreSQL, the SLA tick every second: an overdue
+    ticket is escalated once; the leader is killed; the other worker takes leadership and
+    escalates the next overdue ticket; no notice is ever sent twice."""
+    from tests import wechat
+    from tests.faults import Service, ServiceConfig, WeChatPlatform
+
+    config = ServiceConfig(workers=2, database_url=pg_url,
+                           extra_env={"MINYI_SCHEDULER_LEADER_RETRY_SECONDS": "1",
+                                      "MINYI_SCHEDULER_SLA_TICK_SECONDS": "1"})
+    service = Service(config, tmp_path / "data")
+    service.data_dir.mkdir(parents=True)
+
+    async def report(platform: WeChatPlatform, openid: str, text: str) -> str:
+        await platform.must(wechat.event(openid, "subscribe"))
+        await platform.must(wechat.text(openid, "同意"))
+        found = re.search(r"\d{8}-\d{4}", await platform.must(wechat.text(openid, text)))
+        assert found, "no ticket number in the reply"
+        return found.group(0)
+
+    async def run() -> None:
+        async with WeChatPlatform(service.url) as platform:
+            first_ticket = await report(platform, "o-leader-sla-1", REPORTS[0])
+            await _overdue(pg_url, first_ticket)
+            await _until_told(pg_url, first_ticket, 20)
+            first = await leader_pid(pg_url, 10)
+            os.kill(first, signal.SIGKILL)
+            wait_dead(first)
+            second = await leader_pid(pg_url, 60, not_pid=first)
+            assert second in set(service.workers()) - {first}
+            # The next overdue ticket is escalated by the new leader (the old one is dead).
+            second_ticket = await report(platform, "o-leader-sla-2", REPORTS[1])
+            await _overdue(pg_url, second_ticket)
+            took = await _until_told(pg_url, second_ticket, 60)
+            await asyncio.sleep(3)  # a few more ticks by the new leader: nothing more
+            marks, told = await _sla_state(pg_url)
+            expected = [(0, "warn", "response", 0), (0, "escalate", "response", 1)]
+            assert marks == {first_ticket: expected, second_ticket: expected}
+            assert told == {first_ticket: 1, second_ticket: 1}
+            print(f"leader {first} killed; {second} leads and escalated {second_ticket} {took:.1f} s after it was due")
+
+    try:
+        service.prepare()  # migrate and load the demo organisation
+        asyncio.run(service.start())
+        asyncio.run(run())
+        assert service.log_count(" ERROR ") == 0, service.first_error()
     finally:
         service.stop()
