@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from bot.casework.invites import code_hash
 from bot.clock import utcnow
+from bot.dialogs import texts
 from storage.models import StaffInvite, Ticket, TicketEvent
 from tests import wechat
 from tests.conftest import services_of
@@ -200,3 +201,28 @@ async def test_what_staff_send_is_never_a_residents_report(client, sender, new_o
     async with services_of(client).db.session() as s:
         assert (await s.exec(select(Ticket).where(Ticket.openid == worker))).all() == []
     assert "可用指令" in await sender.reply(wechat.text(worker, "帮助"))
+
+
+async def test_a_joint_ticket_is_worked_by_chat_lead_and_co_department(client, sender, new_openid):
+    """油烟扰民: the grid worker leads, 城管 assists. The lead cannot close while 城管's part
+    is open; the 城管 liaison does their part by chat (「协办接单」「协办办结」), then it closes."""
+    resident = await follow(sender, new_openid())
+    number = await report(sender, resident, FUMES)
+    assert (await ticket_by_number(client, number)).co_departments == ["urban_mgmt"]
+    worker, liaison = new_openid(), new_openid()
+    await bind_staff(client, sender, G01, worker)
+    await bind_staff(client, sender, "L03", liaison)  # 马骏, 城管 (urban_mgmt)
+    assert await sender.reply(wechat.text(worker, f"接单 {number}")) == f"工单 {number}：已派单 → 已接单。"
+    assert await sender.reply(wechat.text(worker, f"办结 {number} 已整改")) == \
+        "不能办理：协办部门 城管 尚未办结，暂不能办结"
+    # Only a department's liaison has a part; the grid worker has none of their own.
+    assert await sender.reply(wechat.text(worker, f"协办接单 {number}")) == texts.STAFF_NO_DEPARTMENT
+    assert await sender.reply(wechat.text(liaison, f"协办接单 {number}")) == \
+        f"工单 {number} 本部门协办任务：待协办 → 协办中。"
+    assert "请写明本部门的办理结果" in await sender.reply(wechat.text(liaison, f"协办办结 {number}"))
+    assert await sender.reply(wechat.text(liaison, f"协办办结 {number} 已取缔占道烧烤摊")) == \
+        f"工单 {number} 本部门协办任务：协办中 → 协办已办结。"
+    assert await sender.reply(wechat.text(worker, f"办结 {number} 已整改")) == f"工单 {number}：已接单 → 已办结。"
+    notes = [e.note for e in await events_of(client, number) if e.action == "part_done"]
+    assert notes == ["城管：协办办结，已取缔占道烧烤摊"]
+    assert await tickets_of(client, worker) == [] and await tickets_of(client, liaison) == []

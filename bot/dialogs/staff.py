@@ -28,6 +28,7 @@ from bot.casework.desk import DeskError, Refused, act_in, audit_refusal, check_r
 from bot.casework.invites import code_hash
 from bot.casework.notify import DEPARTMENT, GRID, in_scope, notices_of
 from bot.casework.org import bump_org_version
+from bot.casework.parts import act_on_part_in
 from bot.clock import format_local
 from bot.dialogs import texts
 from bot.dialogs.session import Session
@@ -51,10 +52,11 @@ Handler = Callable[[Inbound, Session], Awaitable[str | None]]
 @dataclass(frozen=True)
 class Command:
     word: str
-    action: str  # a workflow action (config/workflow.toml)
+    action: str  # a workflow action (config/workflow.toml), or "" for a part command
     note: str  # NOTE_NONE / "optional" / NOTE_REQUIRED
     usage: str
     ask: str = ""
+    part: str = ""  # a part word of config/workflow.toml [part]: acts on the member's department's part
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,9 @@ class StaffChat:
     def load(cls, path: Path) -> "StaffChat":
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)["staff_chat"]
-        commands = {c["word"]: Command(c["word"], c["action"], c.get("note", NOTE_NONE), c.get("usage", c["word"]),
-                                       c.get("ask", "")) for c in raw["command"]}
+        commands = {c["word"]: Command(c["word"], c.get("action", ""), c.get("note", NOTE_NONE),
+                                       c.get("usage", c["word"]), c.get("ask", ""), c.get("part", ""))
+                    for c in raw["command"]}
         words = "|".join(re.escape(w) for w in sorted(commands, key=len, reverse=True))
         return cls(
             bind=re.compile(rf"{re.escape(raw['bind_word'])}[\s:：]*([0-9A-Za-z][0-9A-Za-z\s\-]*)"),
@@ -86,10 +89,11 @@ class StaffChat:
             command=re.compile(rf"({words})\s*({TYPED_NUMBER})?[\s,，:：。]*(.*)", re.DOTALL),
         )
 
-    @property
-    def usage(self) -> str:
-        """接单 N、办结 N 说明、退回 N 原因、我的工单"""
-        return "、".join([*(c.usage for c in self.commands.values()), self.list_words[0]])
+    def usage(self, member: Staff, *, listing: bool = True) -> str:
+        """接单 N、办结 N 说明、退回 N 原因、我的工单 — part commands only for a member of a
+        department (they are the ones with parts)."""
+        usages = [c.usage for c in self.commands.values() if member.department or not c.part]
+        return "、".join([*usages, self.list_words[0]] if listing else usages)
 
 
 @functools.cache
@@ -154,7 +158,7 @@ async def on_message(msg: Inbound, session: Session) -> str:
 
 
 def staff_help(session: Session, member: Staff) -> str:
-    return texts.STAFF_HELP.format(name=member.name, role=_role(session, member), commands=chat_of(session).usage)
+    return texts.STAFF_HELP.format(name=member.name, role=_role(session, member), commands=chat_of(session).usage(member))
 
 
 def _role(session: Session, member: Staff) -> str:
@@ -214,7 +218,7 @@ async def bind(msg: Inbound, session: Session) -> str:
     await bump_org_version(session.db)  # every worker reloads the organisation
     session.reset()
     _known_here(session, staff.id or 0, openid)
-    return texts.STAFF_BOUND.format(name=staff.name, role=_role(session, staff), commands=chat.usage)
+    return texts.STAFF_BOUND.format(name=staff.name, role=_role(session, staff), commands=chat.usage(staff))
 
 
 async def _claim(session: Session, digest: str) -> bool:
@@ -251,6 +255,8 @@ async def _command(session: Session, member: Staff, command: Command, target: st
         return command.ask or texts.STAFF_NEED_NOTE.format(usage=command.usage)
     case = session.services.case
     actor = Actor.of_staff(member)
+    if command.part:
+        return await _part_command(session, member, command, number, note)
     try:
         check_request(case, command.action, None, None)
         done = await act_in(case, session.db, number, command.action, actor,
@@ -267,6 +273,29 @@ async def _command(session: Session, member: Staff, command: Command, target: st
     workflow = case.workflow
     return texts.STAFF_DONE.format(number=done.number, before=workflow.label(done.from_status),
                                    after=workflow.label(done.to_status))
+
+
+async def _part_command(session: Session, member: Staff, command: Command, number: str, note: str) -> str:
+    """协办接单 / 协办办结: the member's department's part of a joint ticket."""
+    case = session.services.case
+    if not member.department:
+        return texts.STAFF_NO_DEPARTMENT
+    actor = Actor.of_staff(member)
+    transition = case.parts.transitions[command.part]
+    try:
+        done = await act_on_part_in(case, session.db, number, member.department, transition, actor,
+                                    note if command.note != NOTE_NONE and note else None)
+    except Refused as exc:
+        reason = str(exc)
+        session.after_commit(lambda: session.services.tasks.spawn(
+            audit_refusal(case, actor, transition.action, number, reason), name="audit-refusal"))
+        return texts.STAFF_REFUSED.format(reason=reason)
+    except DeskError as exc:
+        return str(exc)
+    if done.notices:
+        session.after_commit(session.services.outbox.kick)
+    return texts.STAFF_PART_DONE.format(number=number, before=case.parts.label(done.from_status),
+                                        after=case.parts.label(done.to_status))
 
 
 def _ticket_number(session: Session, target: str) -> str | None:
@@ -295,8 +324,7 @@ async def my_work(session: Session, member: Staff) -> str:
         lines.append(texts.STAFF_LIST_ITEM.format(
             index=index, number=ticket.number, category=category.name if category else ticket.category,
             status=case.workflow.label(ticket.status), due=format_local(due) or "—"))
-    usage = "、".join(c.usage for c in chat_of(session).commands.values())
-    lines.append(texts.STAFF_LIST_TAIL.format(commands=usage))
+    lines.append(texts.STAFF_LIST_TAIL.format(commands=chat_of(session).usage(member, listing=False)))
     return "\n".join(lines)
 
 

@@ -152,3 +152,6 @@ STAFF_LIST_HEAD = "您的工单（最新在前）："
 STAFF_LIST_ITEM = "{index}. {number}｜{category}｜{status}｜时限 {due}"
 STAFF_LIST_EMPTY = "您目前没有待办的工单。"
 STAFF_LIST_TAIL = "可回复：{commands}（N 为上面的序号）。"
+
+STAFF_PART_DONE = "工单 {number} 本部门协办任务：{before} → {after}。"
+STAFF_NO_DEPARTMENT = "协办指令供协办部门的联络员使用；您不属于任何部门。"
