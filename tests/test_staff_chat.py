@@ -217,8 +217,9 @@ async def test_a_joint_ticket_is_worked_by_chat_lead_and_co_department(client, s
         "不能办理：协办部门 城管 尚未办结，暂不能办结"
     # Only a department's liaison has a part; the grid worker has none of their own.
     assert await sender.reply(wechat.text(worker, f"协办接单 {number}")) == texts.STAFF_NO_DEPARTMENT
-    assert await sender.reply(wechat.text(liaison, f"协办接单 {number}")) == \
-        f"工单 {number} 本部门协办任务：待协办 → 协办中。"
+    listing = await sender.reply(wechat.text(liaison, "我的工单"))  # their part is their work
+    assert listing.splitlines()[1].startswith(f"1. {number}｜油烟扰民｜已接单")
+    assert await sender.reply(wechat.text(liaison, "协办接单 1")) == f"工单 {number} 本部门协办任务：待协办 → 协办中。"
     assert "请写明本部门的办理结果" in await sender.reply(wechat.text(liaison, f"协办办结 {number}"))
     assert await sender.reply(wechat.text(liaison, f"协办办结 {number} 已取缔占道烧烤摊")) == \
         f"工单 {number} 本部门协办任务：协办中 → 协办已办结。"

@@ -33,7 +33,7 @@ from bot.clock import format_local
 from bot.dialogs import texts
 from bot.dialogs.session import Session
 from bot.wechat.inbound import Inbound
-from storage.models import AuditEntry, Staff, StaffInvite, Ticket
+from storage.models import AuditEntry, Staff, StaffInvite, Ticket, TicketPart
 
 CONFIG_FILE = "notices.toml"
 BIND_ACTION = "bind"  # AuditEntry.action of a binding attempt
@@ -359,10 +359,22 @@ async def work_of(session: Session, member: Staff, limit: int) -> list[Ticket]:
     waiting = [and_(col(Ticket.status).in_(states), or_(*_near(session, member, group)))
                for group, states in queues.items() if states]
     open_states = [code for code in workflow.states if workflow.is_open(code)]
+    parts = await _open_parts_of(session, member)
     rows = await session.db.exec(
-        select(Ticket).where(col(Ticket.status).in_(open_states), or_(col(Ticket.handler_id) == member.id, *waiting))
+        select(Ticket).where(col(Ticket.status).in_(open_states),
+                             or_(col(Ticket.handler_id) == member.id, col(Ticket.id).in_(parts or [-1]), *waiting))
         .order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc()).limit(FETCHED))
     mine = [t for t in rows.all()
-            if t.handler_id == member.id
+            if t.handler_id == member.id or t.id in parts
             or any(t.status in states and in_scope(case, member, t, group) for group, states in queues.items())]
     return mine[:limit]
+
+
+async def _open_parts_of(session: Session, member: Staff) -> set[int]:
+    """Tickets where the member's department has a joint-dispatch part not yet done."""
+    if not member.department:
+        return set()
+    done = session.services.case.parts.done_states
+    rows = await session.db.exec(select(TicketPart.ticket_id).where(TicketPart.department == member.department,
+                                                                     col(TicketPart.status).not_in(done)))
+    return set(rows.all())
