@@ -253,26 +253,19 @@ async def _command(session: Session, member: Staff, command: Command, target: st
         return texts.STAFF_NO_SUCH_INDEX.format(index=target)
     if command.note == NOTE_REQUIRED and not note:
         return command.ask or texts.STAFF_NEED_NOTE.format(usage=command.usage)
-    case = session.services.case
-    actor = Actor.of_staff(member)
     if command.part:
         return await _part_command(session, member, command, number, note)
-    try:
-        check_request(case, command.action, None, None)
-        done = await act_in(case, session.db, number, command.action, actor,
-                            note if command.note != NOTE_NONE and note else None)
-    except Refused as exc:
-        reason = str(exc)
-        session.after_commit(lambda: session.services.tasks.spawn(
-            audit_refusal(case, actor, command.action, number, reason), name="audit-refusal"))
-        return texts.STAFF_REFUSED.format(reason=reason)
-    except DeskError as exc:
-        return str(exc)
-    if done.notices:
-        session.after_commit(session.services.outbox.kick)
-    workflow = case.workflow
-    return texts.STAFF_DONE.format(number=done.number, before=workflow.label(done.from_status),
-                                   after=workflow.label(done.to_status))
+    case = session.services.case
+    action, given = command.action, note if command.note != NOTE_NONE and note else None
+
+    async def work() -> str:
+        check_request(case, action, None, None)
+        done = await act_in(case, session.db, number, action, Actor.of_staff(member), given)
+        _kick_if(session, done.notices)
+        return texts.STAFF_DONE.format(number=done.number, before=case.workflow.label(done.from_status),
+                                       after=case.workflow.label(done.to_status))
+
+    return await _attempt(session, member, action, number, work)
 
 
 async def _part_command(session: Session, member: Staff, command: Command, number: str, note: str) -> str:
@@ -280,22 +273,37 @@ async def _part_command(session: Session, member: Staff, command: Command, numbe
     case = session.services.case
     if not member.department:
         return texts.STAFF_NO_DEPARTMENT
-    actor = Actor.of_staff(member)
+    department = member.department
     transition = case.parts.transitions[command.part]
+    given = note if command.note != NOTE_NONE and note else None
+
+    async def work() -> str:
+        done = await act_on_part_in(case, session.db, number, department, transition, Actor.of_staff(member), given)
+        _kick_if(session, done.notices)
+        return texts.STAFF_PART_DONE.format(number=number, before=case.parts.label(done.from_status),
+                                            after=case.parts.label(done.to_status))
+
+    return await _attempt(session, member, transition.action, number, work)
+
+
+async def _attempt(session: Session, member: Staff, action: str, number: str,
+                   work: Callable[[], Awaitable[str]]) -> str:
+    """Run a command's work: a refusal is shown and audited (after this message's commit,
+    in a transaction of its own, so it is kept); another desk error is shown as is."""
     try:
-        done = await act_on_part_in(case, session.db, number, member.department, transition, actor,
-                                    note if command.note != NOTE_NONE and note else None)
+        return await work()
     except Refused as exc:
-        reason = str(exc)
+        reason, case = str(exc), session.services.case
         session.after_commit(lambda: session.services.tasks.spawn(
-            audit_refusal(case, actor, transition.action, number, reason), name="audit-refusal"))
+            audit_refusal(case, Actor.of_staff(member), action, number, reason), name="audit-refusal"))
         return texts.STAFF_REFUSED.format(reason=reason)
     except DeskError as exc:
         return str(exc)
-    if done.notices:
+
+
+def _kick_if(session: Session, notices: int) -> None:
+    if notices:
         session.after_commit(session.services.outbox.kick)
-    return texts.STAFF_PART_DONE.format(number=number, before=case.parts.label(done.from_status),
-                                        after=case.parts.label(done.to_status))
 
 
 def _ticket_number(session: Session, target: str) -> str | None:

@@ -10,8 +10,8 @@ the instant T (warned before: their warning marks are written too) and the rest 
 before their warning point; 5 % of them not yet accepted
 (the response clock runs, its deadline within a day);
 `--closed` closed tickets of the last year (the clock stopped; default 20 % of --tickets) and
-5 % waiting (paused). `--indexes` puts in the indexes proposed for the
-migration (see PROPOSED_INDEXES). Then, at T:
+5 % waiting (paused). The schema is the migrated one, with the SLA clock's indexes of
+migration 0006 (status + the clock's columns: the closed history is never read). Then, at T:
 
   bare scan   SELECT count(*) with each check's WHERE (the tick's eight conditions)
   tick 1      the breaches: marks, 督办 events, changes, notices to the street supervisors
@@ -41,24 +41,12 @@ from sqlalchemy import func, insert, literal_column, select, text  # noqa: E402
 from bot.casework.sla_clock import RUNNING, checks, due_condition, tick  # noqa: E402
 from bot.clock import from_local  # noqa: E402
 from storage.models import SlaMark, Staff, Ticket  # noqa: E402
+from tests.conftest import _admin  # noqa: E402
 
 T = from_local(datetime(2026, 11, 24, 10, 0))
 GRIDS = ["420199001001001", "420199001001002", "420199001002001", "420199001002002",
          "420199002001001", "420199002001002", "420199002002001", "420199002002002"]
 CHUNK = 5000
-
-
-# `--indexes`: the indexes proposed for a migration, in place of the single-column
-# ix_ticket_response_warn_at / ix_ticket_closure_warn_at. The response clock's rows are the
-# unaccepted ones (accepted_at IS NULL is an index condition), the closure clock's are read
-# from the running states only, not from the closed history.
-PROPOSED_INDEXES = [
-    "DROP INDEX ix_ticket_response_warn_at",
-    "DROP INDEX ix_ticket_closure_warn_at",
-    "CREATE INDEX ix_ticket_sla_response ON ticket (status, accepted_at, response_due_at)",
-    "CREATE INDEX ix_ticket_sla_closure_warn ON ticket (status, closure_warn_at)",
-    "CREATE INDEX ix_ticket_sla_closure_due ON ticket (status, closure_due_at)",
-]
 
 
 def ticket_rows(total: int, breach: float, closed: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -94,7 +82,7 @@ def ticket_rows(total: int, breach: float, closed: int, seed: int = 7) -> list[d
     return rows
 
 
-async def prepare(url: str, total: int, breach: float, closed: int, indexes: bool) -> Any:
+async def prepare(url: str, total: int, breach: float, closed: int) -> Any:
     from storage import migrate, seed
     from storage.db import Database
 
@@ -116,8 +104,6 @@ async def prepare(url: str, total: int, breach: float, closed: int, indexes: boo
         await (await s.connection()).execute(insert(SlaMark).from_select(["ticket_id", "kind", "clock", "level", "at"],
                                                                           warned))
     async with db.engine.begin() as conn:
-        for statement in PROPOSED_INDEXES if indexes else []:
-            await conn.execute(text(statement))
         await conn.execute(text("ANALYZE"))
     print(f"  wrote {len(rows):,} tickets in {time.perf_counter() - started:.1f} s", flush=True)
     return db
@@ -155,9 +141,9 @@ async def timed_tick(case: Any, at: datetime) -> tuple[float, Any]:
 async def run(name: str, url: str, args: argparse.Namespace) -> None:
     import aiohttp
 
-    print(f"{name}: {args.tickets:,} open tickets, {args.breach:.1%} breaching at T, {args.closed:,} closed"
-          + (", with the proposed indexes" if args.indexes else ""), flush=True)
-    prepared = await prepare(url, args.tickets, args.breach, args.closed, args.indexes)
+    print(f"{name}: {args.tickets:,} open tickets, {args.breach:.1%} breaching at T, {args.closed:,} closed",
+          flush=True)
+    prepared = await prepare(url, args.tickets, args.breach, args.closed)
     await prepared.close()
     with tempfile.TemporaryDirectory(prefix="minyi-bench-sla-") as data:
         async with aiohttp.ClientSession() as http:
@@ -186,7 +172,6 @@ def main() -> int:
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--breach", type=float, default=0.01)
     parser.add_argument("--closed", type=int, help="closed tickets beside the open ones (default 20 %% of --tickets)")
-    parser.add_argument("--indexes", action="store_true", help="use the indexes proposed for the migration")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--pg-url", help="admin URL of a PostgreSQL server (a database minyi_bench_sla is made)")
     args = parser.parse_args()
@@ -207,17 +192,6 @@ def main() -> int:
             if server is not None:
                 server.stop()
     return 0
-
-
-async def _admin(url: str, *statements: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 if __name__ == "__main__":
