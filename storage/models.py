@@ -180,6 +180,7 @@ class Ticket(SQLModel, table=True):
     # The SLA clock (bot/casework/sla_clock.py): 80 % points of the deadlines, the pause
     # in progress and the time paused so far (deadlines move on by each pause), the
     # overdue mark and how far up the grid tree the ticket has been escalated.
+    clock_started_at: Optional[datetime] = None  # creation, or the last reopen (restarts_clock)
     response_warn_at: Optional[datetime] = None
     closure_warn_at: Optional[datetime] = None
     paused_since: Optional[datetime] = None

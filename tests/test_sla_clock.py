@@ -386,3 +386,42 @@ async def test_a_reopened_ticket_gets_new_deadlines_and_escalates_anew(client, s
                                .where(SlaMark.ticket_id == first.id).order_by(col(SlaMark.id)))).all()
     assert [tuple(r) for r in rounds] == [(0, "warn", "closure", 0), (0, "escalate", "closure", 1),
                                           (1, "warn", "response", 0), (1, "escalate", "response", 1)]
+
+
+async def test_a_sent_back_ticket_has_no_handler_and_its_response_clock_runs_again(client, sender, new_openid,
+                                                                                     cli_env, capsys):
+    """退回: the grid worker sends it back; the dispatcher re-routes it to another grid. It
+    has no handler (the old one is not warned), and the new grid must accept in time."""
+    await add_supervisors(client)
+    number = await report(sender, await follow(sender, new_openid()), FUMES)
+    for argv in (["accept", "--by", "G01"], ["send_back", "--by", "G01", "--note", "不属于本网格"],
+                 ["dispatch", "--by", "D01", "--grid", "420199001001002"]):
+        code, _, err = await minyi(capsys, "ticket", "act", number, *argv)
+        assert code == 0, err
+    ticket = await ticket_by_number(client, number)
+    assert (ticket.status, ticket.handler_id, ticket.accepted_at) == ("dispatched", None, None)
+    assert ticket.response_warn_at is not None and ticket.response_due_at is not None
+    start = await last_outbox_id(client)
+    assert summary(warnings=1) in await sla_tick(capsys, ticket.response_warn_at)
+    told = [openid for openid, _ in await rows_after(client, start)]
+    assert GRID_WORKER not in told and "o-demo-grid-02" in told  # G02, 枫林第二网格
+
+
+async def test_a_reopened_ticket_re_routed_keeps_its_new_deadlines(client, sender, new_openid, cli_env, capsys,
+                                                                    monkeypatch):
+    number = await report(sender, await follow(sender, new_openid()), FUMES)
+    clock = FakeClock(monkeypatch, utcnow())
+    for argv in (["act", number, "accept", "--by", "G01"], ["part", number, "urban_mgmt", "done", "--by", "D01"],
+                 ["act", number, "resolve", "--by", "G01", "--note", "已整改"]):
+        code, _, err = await minyi(capsys, "ticket", *argv)
+        assert code == 0, err
+    clock.at += timedelta(days=10)  # long after the first deadlines
+    for argv in (["reopen", "--by", "D01"], ["dispatch", "--by", "D01", "--category", "odor"]):
+        code, _, err = await minyi(capsys, "ticket", "act", number, *argv)
+        assert code == 0, err
+    ticket = await ticket_by_number(client, number)
+    services = services_of(client)
+    expected = services.sla.schedule(clock.at, ticket.urgency, services.router.taxonomy.categories["odor"].sla_class)
+    assert ticket.category == "odor" and ticket.clock_started_at is not None
+    assert (ticket.response_due_at, ticket.closure_due_at) == (expected["response_due_at"], expected["closure_due_at"])
+    assert summary() in await sla_tick(capsys, clock.at + timedelta(minutes=1))  # not overdue at once

@@ -91,7 +91,9 @@ async def act_in(case: Casework, session, number: str, action: str, actor: Actor
     message); the caller commits, audits a `Refused` and kicks the outbox."""
     workflow = case.workflow
     now = utcnow()
-    ticket = (await session.exec(select(Ticket).where(Ticket.number == number).with_for_update())).first()
+    # populate_existing: a ticket the session loaded before is refreshed from the locked row.
+    ticket = (await session.exec(select(Ticket).where(Ticket.number == number).with_for_update()
+                                 .execution_options(populate_existing=True))).first()
     if ticket is None:
         raise DeskError(f"没有工单 {number}")
     before = ticket.status
@@ -122,7 +124,8 @@ async def act_in(case: Casework, session, number: str, action: str, actor: Actor
     rows += await parts.on_move(case, session, ticket, before, after, actor, now)
     rows += await ratings.on_move(case, session, ticket, before, after, actor, now)
     connection = await session.connection()
-    event_ids = (await connection.execute(insert(TicketEvent).returning(TicketEvent.id), events)).scalars().all()
+    event_ids = (await connection.execute(insert(TicketEvent).returning(TicketEvent.id, sort_by_parameter_order=True),  # type: ignore[arg-type]
+                                           events)).scalars().all()
     changed = changes.rows(ticket, snapshot, actor.code, now, event_ids[0])
     if changed:
         await connection.execute(insert(TicketChange), changed)
@@ -137,7 +140,7 @@ async def act_in(case: Casework, session, number: str, action: str, actor: Actor
 def _reroute(case: Casework, ticket: Ticket, category: str | None, area_code: str | None, actor: str,
              now: datetime) -> list[dict]:
     """Change the ticket's category (department, co-departments, SLA deadlines counted
-    from creation) and grid; the audit events of what changed."""
+    from the clock's start: creation, or the last reopen) and grid; the audit events."""
     events: list[dict] = []
     if category and category != ticket.category:
         events.append({"ticket_id": ticket.id, "at": now, "action": RECATEGORIZE, "actor": actor,
@@ -151,7 +154,7 @@ def _reroute(case: Casework, ticket: Ticket, category: str | None, area_code: st
         urgency = case.router.urgency
         detected = urgency.detect(ticket.description).level
         ticket.urgency = max(chosen.urgency, detected, key=urgency.rank)
-        schedule = case.sla.schedule(ticket.created_at, ticket.urgency, chosen.sla_class)
+        schedule = case.sla.schedule(ticket.clock_started_at or ticket.created_at, ticket.urgency, chosen.sla_class)
         paused = timedelta(seconds=ticket.paused_seconds or 0)  # a pause in progress is added at its end
         for column, due in schedule.items():
             setattr(ticket, column, due + paused)
@@ -168,6 +171,7 @@ def _restart_clock(case: Casework, ticket: Ticket, now: datetime) -> None:
     category = case.router.taxonomy.categories.get(ticket.category)
     for column, due in case.sla.schedule(now, ticket.urgency, category.sla_class if category else None).items():
         setattr(ticket, column, due)
+    ticket.clock_started_at = now
     ticket.accepted_at = ticket.resolved_at = ticket.paused_since = None
     ticket.paused_seconds, ticket.overdue, ticket.escalation_level = 0, False, 0
 
@@ -180,8 +184,11 @@ def _move(case: Casework, ticket: Ticket, status: str, actor: Actor, now: dateti
     stamp = workflow.stamp(status)
     if stamp and getattr(ticket, stamp) is None:
         setattr(ticket, stamp, now)
-    if workflow.states[status].takes_handler and actor.staff is not None:
+    state = workflow.states[status]
+    if state.takes_handler and actor.staff is not None:
         ticket.handler_id = actor.staff.id  # whoever accepts it handles it
+    elif state.releases_handler:  # sent back: whoever it goes to next accepts it anew
+        ticket.handler_id = ticket.accepted_at = None
     sla_clock.on_move(workflow, ticket, status, now)
     if workflow.is_open(status):
         ticket.closed_at = None  # reopened

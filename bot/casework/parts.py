@@ -232,7 +232,8 @@ async def act_on_part_in(case: Casework, session, number: str, department: str, 
     """`act_on_part` inside the caller's transaction (the caller audits a Refused)."""
     policy = policy_of(case)
     now = utcnow()
-    ticket = (await session.exec(select(Ticket).where(Ticket.number == number).with_for_update())).first()
+    ticket = (await session.exec(select(Ticket).where(Ticket.number == number).with_for_update()
+                                 .execution_options(populate_existing=True))).first()
     if ticket is None:
         raise desk.DeskError(f"没有工单 {number}")
     name = _department_name(case, department)

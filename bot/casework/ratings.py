@@ -249,7 +249,9 @@ async def ask(case: Casework, session, ticket: Ticket, now: datetime) -> list[di
     await session.flush()
     await session.exec(update(DialogState)
                        .where(col(DialogState.openid) == ticket.openid,
-                              col(DialogState.state).in_(sorted({IDLE, RATING_STATE, *policy.dialog_states})))
+                              # not one answering another rating: that one finishes, then
+                              # the next pending rating is asked (bot/dialogs/rating.py)
+                              col(DialogState.state).in_(sorted({IDLE, *policy.dialog_states} - {RATING_STATE})))
                        .values(state=RATING_STATE, data={"rating": rating.id, "step": 0}, updated_at=now))
     return [case.outbox.text_row(ticket.openid, _ask(case, ticket.number, rating), title=f"诉求 {ticket.number} 回访")]
 

@@ -102,6 +102,7 @@ class _Mark:
     id: int
     ticket_id: int
     check: Check
+    round: int = 0
 
 
 def on_move(workflow: Workflow, ticket: Ticket, after: str, now: datetime) -> None:
@@ -164,15 +165,15 @@ def _mark_statement(dialect: str, running: tuple[str, ...], check: Check) -> Any
     # A reopened ticket (reopen_count + 1) is a new round: its clocks warn and escalate anew.
     return (insert_(_M).from_select(["ticket_id", "round", "kind", "clock", "level", "at"], chosen)
             .on_conflict_do_nothing(index_elements=["ticket_id", "round", "kind", "clock", "level"])
-            .returning(_M.c.id, _M.c.ticket_id))
+            .returning(_M.c.id, _M.c.ticket_id, _M.c.round))
 
 
 _TICKET_COLUMNS = (_T.c.id, _T.c.number, _T.c.status, _T.c.category, _T.c.urgency, _T.c.area_code,
                    _T.c.department, _T.c.handler_id, _T.c.overdue, _T.c.escalation_level,
                    _T.c.response_due_at, _T.c.closure_due_at, _T.c.accepted_at, _T.c.appeal_type,
-                   _T.c.description)
+                   _T.c.description, _T.c.reopen_count)
 _MARK_NODE = update(_M).where(_M.c.id == bindparam("mark_id")).values(area_code=bindparam("node"))
-_RAISE = update(_T).where(_T.c.id == bindparam("ticket")).values(
+_RAISE = update(_T).where(_T.c.id == bindparam("ticket"), _T.c.reopen_count == bindparam("round")).values(
     overdue=True, escalation_level=sql_case((_T.c.escalation_level < bindparam("level"), bindparam("level")),
                                             else_=_T.c.escalation_level))
 _INSERT_EVENTS = insert(TicketEvent).returning(TicketEvent.id, sort_by_parameter_order=True)  # type: ignore[arg-type]
@@ -192,7 +193,7 @@ async def tick(case: Casework, now: datetime) -> TickResult:
         for check in checks(len(escalation.levels)):
             instants = {"now": now, "before": now - escalation.interval * max(check.level - 1, 0)}
             rows = (await connection.execute(_mark_statement(dialect, running, check), instants)).all()
-            marks += [_Mark(row.id, row.ticket_id, check) for row in rows]
+            marks += [_Mark(row.id, row.ticket_id, check, row.round) for row in rows]
         plan = await _record(case, connection, marks, now) if marks else _Plan()
     if plan.outbox:
         case.outbox.kick()
@@ -234,7 +235,8 @@ async def _record(case: Casework, connection: AsyncConnection, marks: list[_Mark
         await connection.execute(_MARK_NODE, plan.nodes)
     if plan.events:
         event_ids = (await connection.execute(_INSERT_EVENTS, plan.events)).scalars().all()
-        await connection.execute(_RAISE, [{"ticket": tid, "level": level} for tid, level in plan.reached.items()])
+        await connection.execute(_RAISE, [{"ticket": tid, "level": level, "round": tickets[tid].reopen_count}
+                                          for tid, level in plan.reached.items()])
         changes = _changes(plan, tickets, list(event_ids), now)
         if changes:
             await connection.execute(insert(TicketChange), changes)
@@ -247,6 +249,10 @@ def _plan(case: Casework, marks: list[_Mark], tickets: dict[int, Any], now: date
     plan = _Plan()
     for mark in marks:
         ticket, check = tickets[mark.ticket_id], mark.check
+        if mark.round != ticket.reopen_count:
+            # Marked from a snapshot taken before a reopen committed (PostgreSQL): that
+            # round is over, its new deadlines lie ahead. Nothing to tell or raise.
+            continue
         if check.kind == WARN:
             if getattr(ticket, check.clock.due_column) > now:  # else the escalation tells
                 plan.outbox += _warning_rows(case, ticket, check.clock, staff, now)

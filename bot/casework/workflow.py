@@ -28,6 +28,7 @@ class State:
     stamp: str = ""  # ticket column set when first reached, e.g. accepted_at
     notify: str = ""  # dispatchers / handlers: who is told when a ticket arrives anew
     takes_handler: bool = False  # the staff member who moves a ticket here becomes its handler
+    releases_handler: bool = False  # a ticket arriving here has no handler, to be accepted again
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class Workflow:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
         states = {s["code"]: State(s["code"], s["label"], s["open311"], s["sla_clock"], s["kind"],
-                                   s.get("stamp", ""), s.get("notify", ""), bool(s.get("takes_handler", False)))
+                                   s.get("stamp", ""), s.get("notify", ""), bool(s.get("takes_handler", False)),
+                                   bool(s.get("releases_handler", False)))
                   for s in raw["state"]}
         transitions = {
             t["action"]: Transition(t["action"], frozenset(t["from"]), t["to"], t["label"], bool(t.get("restarts_clock")))

@@ -14,15 +14,17 @@ from bot.dialogs import texts
 from bot.dialogs.choices import parse_choice
 from bot.dialogs.session import Session
 from bot.media import fetch_media
-from bot.casework.notify import notify_staff
+from bot.casework.notify import notice_rows, notify_staff
 from bot.wechat.inbound import Inbound
-from storage.models import Attachment, Ticket, TicketEvent
+from storage.models import Attachment, Staff, Ticket, TicketEvent
+from storage.outbox_rows import insert_rows
 
 CHOOSING_TICKET = "choosing_ticket"
 OPEN_KINDS = (OPEN_KIND, TRIAGE_KIND, WAITING_KIND)
 LISTED = 5
 URGE_ACTION = "urge"
 SUPPLEMENT_ACTION = "supplement"
+ANSWER_NOTICE = "answer"  # the notice kind of config/notices.toml
 
 
 def _summary(text: str, limit: int = 40) -> str:
@@ -41,6 +43,13 @@ async def open_tickets(session: Session, kinds: tuple[str, ...] = OPEN_KINDS) ->
 
 async def waiting_tickets(session: Session) -> list[Ticket]:
     return await open_tickets(session, (WAITING_KIND,))
+
+
+def _handler_staff(session: Session, ticket: Ticket) -> list[Staff | str]:
+    """The staff member who accepted it, else whom a new ticket there notifies (openids)."""
+    case = session.services.case
+    handler: list[Staff | str] = [p for p in case.org.staff if p.id == ticket.handler_id and p.openid]
+    return handler or sorted(_handler_openids(session, ticket))
 
 
 def _handler_openids(session: Session, ticket: Ticket) -> set[str]:
@@ -157,9 +166,11 @@ async def _answer(msg: Inbound, session: Session, ticket: Ticket) -> str:
     if ticket.status in services.workflow.states_of_kind(WAITING_KIND) and services.workflow.resident_reply_action:
         await act_in(services.case, session.db, ticket.number, services.workflow.resident_reply_action,
                      actor=Actor.resident(session.resident.openid), note=f"群众已补充：{summary}")
-    handler = _handler_openids(session, ticket)
-    _notify(session, handler, texts.ANSWER_NOTICE.format(number=ticket.number, summary=summary),
-            title=f"群众补充 {ticket.number}")
+    # The handler is told by the notice of config/notices.toml (a template when configured).
+    case = services.case
+    rows = notice_rows(case, ANSWER_NOTICE, _handler_staff(session, ticket), {"number": ticket.number, "summary": summary})
+    await insert_rows(await session.db.connection(), rows)
+    session.after_commit(services.outbox.kick)
     return texts.ANSWER_ATTACHED.format(kind=kind, number=ticket.number)
 
 

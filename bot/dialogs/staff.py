@@ -24,7 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
 from bot.casework.actors import RESIDENT_CODE, Actor
-from bot.casework.desk import DeskError, Refused, act_in, audit_refusal, check_request
+from bot.casework.desk import REFUSED, DeskError, Refused, act_in, check_request
 from bot.casework.invites import code_hash
 from bot.casework.notify import DEPARTMENT, GRID, in_scope, notices_of
 from bot.casework.org import bump_org_version
@@ -37,7 +37,7 @@ from storage.models import AuditEntry, Staff, StaffInvite, Ticket, TicketPart
 
 CONFIG_FILE = "notices.toml"
 BIND_ACTION = "bind"  # AuditEntry.action of a binding attempt
-BOUND, REFUSED = "bound", "refused"  # AuditEntry.outcome
+BOUND = "bound"  # AuditEntry.outcome (REFUSED: bot.casework.desk)
 # What a person sends (not the account's events): from a bound staff member, answered here.
 PERSONAL_KINDS = frozenset({"text", "voice", "image", "video", "shortvideo", "location", "link", "event:click"})
 TICKET_NUMBER = r"\d{8}-\d{4}"
@@ -293,10 +293,10 @@ async def _attempt(session: Session, member: Staff, action: str, number: str,
     try:
         return await work()
     except Refused as exc:
-        reason, case = str(exc), session.services.case
-        session.after_commit(lambda: session.services.tasks.spawn(
-            audit_refusal(case, Actor.of_staff(member), action, number, reason), name="audit-refusal"))
-        return texts.STAFF_REFUSED.format(reason=reason)
+        # Refused before anything changed: the audit row commits with this message's reply.
+        session.db.add(AuditEntry(at=session.now, actor=Actor.of_staff(member).code, action=action, target=number,
+                                  outcome=REFUSED, reason=str(exc)[:300]))
+        return texts.STAFF_REFUSED.format(reason=str(exc))
     except DeskError as exc:
         return str(exc)
 

@@ -126,7 +126,6 @@ URGE_NOTICE = "【催办】工单 {number} 群众催促办理（第{count}次）
 NO_OPEN_TICKET = "您目前没有正在办理的诉求。要反映新问题，请直接发送文字或语音。"
 CHOOSE_TICKET = "您有几件诉求正在办理，请问是哪一件？\n{options}\n请回复数字。"
 ANSWER_ATTACHED = "已将您补充的{kind}转给工单 {number} 的办理人员，谢谢配合。"
-ANSWER_NOTICE = "【群众已补充】工单 {number}：{summary}"
 SUPPLEMENT_ATTACHED = "已将补充内容记入工单 {number}。"
 UNASSIGNED = "区综治中心（正在分派）"
 

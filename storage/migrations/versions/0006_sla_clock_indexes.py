@@ -22,6 +22,7 @@ def upgrade() -> None:
         batch_op.create_index('ux_sla_mark_once', ['ticket_id', 'round', 'kind', 'clock', 'level'], unique=True)
 
     with op.batch_alter_table('ticket', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('clock_started_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
         batch_op.drop_index(batch_op.f('ix_ticket_closure_warn_at'))
         batch_op.drop_index(batch_op.f('ix_ticket_response_warn_at'))
         batch_op.create_index('ix_ticket_sla_closure_due', ['status', 'closure_due_at'], unique=False)
@@ -37,6 +38,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_ticket_sla_closure_due')
         batch_op.create_index(batch_op.f('ix_ticket_response_warn_at'), ['response_warn_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_ticket_closure_warn_at'), ['closure_warn_at'], unique=False)
+        batch_op.drop_column('clock_started_at')
 
     with op.batch_alter_table('sla_mark', schema=None) as batch_op:
         batch_op.drop_index('ux_sla_mark_once')
