@@ -16,7 +16,7 @@ from bot.dialogs import texts
 from tests import wechat
 from tests.conftest import services_of
 from tests.steps import (events_of, follow, messages_to, minyi, ratings_of, report, staff_act,
-                         ticket_by_number)
+                         ticket_by_number, tickets_of)
 
 GARBAGE = "枫林小区垃圾桶满了三天了没人收，臭气熏天招苍蝇"  # 城管, no co-departments, grid of G01
 GRID_WORKER = "o-demo-grid-01"
@@ -256,3 +256,19 @@ def test_the_rating_config_names_real_states_and_actions():
     policy.check(Workflow.load(CONFIG_DIR / "workflow.toml"))
     assert policy.dialog_states <= set(registry.SHORT_STATES)  # only short-lived states are taken over
     assert ratings.RATING_STATE in registry.NUMBERED_STATES
+
+
+async def test_a_new_problem_at_the_comment_step_is_kept_and_can_be_sent_again(client, sender, new_openid,
+                                                                                rating_env, capsys):
+    """一口进: the text is recorded as the comment, the resident is told it can be sent again
+    as a new report — and sent again it is a ticket."""
+    openid = await follow(sender, new_openid())
+    number = await resolved(client, sender, capsys, openid)
+    problem = "幸福里小区3号楼门口的路灯坏了好几天了，晚上黑漆漆的"
+    replies = await answer(sender, openid, "1", "1", problem)
+    assert replies[-1] == "感谢您的评价！" + texts.RATING_COMMENT_OR_NEW
+    [rating] = await ratings_of(client, number)
+    assert rating.comment == problem
+    again = await sender.reply(wechat.text(openid, problem))
+    assert again.startswith("您的诉求已受理！") and number not in again
+    assert len(await tickets_of(client, openid)) == 2

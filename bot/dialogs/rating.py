@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from bot.casework import ratings
 from bot.casework.ratings import Question, RatingPolicy
-from bot.dialogs import emergency
+from bot.dialogs import emergency, texts
 from bot.dialogs.choices import parse_choice
 from bot.dialogs.session import Session
 from bot.wechat.inbound import Inbound
 from storage.models import Rating
+
+REPORT_INTENT = "report"  # the intent code (config/intents.toml) of a new problem
 
 RATING = ratings.RATING_STATE
 
@@ -77,7 +79,12 @@ async def _commented(msg: Inbound, session: Session, policy: RatingPolicy, ratin
     session.after_commit(case.outbox.kick)
     if danger:
         return None
-    return outcome.reply + await _next(session)
+    # A comment often reads like a complaint. When the ticket was not reopened for it, it
+    # may be a new problem: the resident can send it again (the dialog is idle now) and it
+    # becomes a ticket — nothing is lost.
+    new_problem = (comment is not None and outcome.kind == ratings.RATED
+                   and session.services.intents.classify(words).intent == REPORT_INTENT)
+    return outcome.reply + (texts.RATING_COMMENT_OR_NEW if new_problem else "") + await _next(session)
 
 
 async def _next(session: Session) -> str:

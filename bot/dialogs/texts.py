@@ -154,3 +154,4 @@ STAFF_LIST_TAIL = "可回复：{commands}（N 为上面的序号）。"
 
 STAFF_PART_DONE = "工单 {number} 本部门协办任务：{before} → {after}。"
 STAFF_NO_DEPARTMENT = "协办指令供协办部门的联络员使用；您不属于任何部门。"
+RATING_COMMENT_OR_NEW = "\n（已作为评价意见记录。如果这是一个新的问题，请再发送一次，我们将登记为新的诉求。）"
