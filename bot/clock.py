@@ -31,3 +31,9 @@ def format_local(moment: datetime | None) -> str:
         return ""
     local = to_local(moment)
     return f"{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def parse_instant(value: str | None) -> datetime:
+    """An ISO time given on the command line (`--at`); without an offset it is China time
+    (2026-10-10T09:00 = 09:00 北京时间); empty: now. Raises ValueError."""
+    return from_local(datetime.fromisoformat(value)) if value else utcnow()

@@ -6,27 +6,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import datetime
 from typing import Any
 
 from bot.settings import Settings
 
 
-def _moment(text: str | None) -> datetime:
-    from bot.clock import from_local, utcnow
-
-    if not text:
-        return utcnow()
-    moment = datetime.fromisoformat(text)
-    return from_local(moment)  # a time without an offset is China time
-
-
 def cmd_rating_expire(args: argparse.Namespace, settings: Settings) -> int:
     from bot.casework.ratings import expire_ratings
+    from bot.clock import parse_instant
     from bot.ticket_cli import with_services
 
     try:
-        now = _moment(args.at)
+        now = parse_instant(args.at)
     except ValueError:
         print(f"时间格式不对：{args.at}（例如 2026-11-22T10:30 或 2026-11-22T02:30+00:00）", file=sys.stderr)
         return 1

@@ -5,26 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from bot.settings import Settings
 
 
-def parse_instant(value: str) -> datetime:
-    """An ISO time; without an offset it is China time (2026-10-10T09:00 = 09:00 北京时间)."""
-    from bot.clock import from_local
-
-    return from_local(datetime.fromisoformat(value))
-
-
 def cmd_sla_tick(args: argparse.Namespace, settings: Settings) -> int:
     from bot.casework.sla_clock import tick
-    from bot.clock import to_local, utcnow
+    from bot.clock import parse_instant, to_local
     from bot.ticket_cli import with_services
 
     try:
-        at = parse_instant(args.at) if args.at else utcnow()
+        at = parse_instant(args.at)
     except ValueError:
         print(f"时间格式不对：{args.at}（例如 2026-10-10T09:00 或 2026-10-10T01:00:00+00:00）", file=sys.stderr)
         return 2

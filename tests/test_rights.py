@@ -187,8 +187,8 @@ async def test_co_department_liaisons_act_on_their_own_part_only(client, sender,
         f"这不是您部门（住建）在工单 {ticket.number} 中的协办任务")  # whether a part exists is bot.casework.parts'
     assert rights.refusal(case, urban, ticket, "part_accept", part="housing") == (
         f"这不是您部门（城管）在工单 {ticket.number} 中的协办任务；您对此工单只能：查看")
-    assert rights.refusal(case, grid, ticket, "part_accept", part="urban_mgmt") is not None
-    assert rights.refusal(case, urban, ticket, "part_accept") is not None  # not on the ticket itself
+    assert rights.refusal(case, grid, ticket, "part_accept", part="urban_mgmt") == "您的角色（网格员）不能执行「协办接单」"
+    assert rights.refusal(case, urban, ticket, "part_accept") == "您的角色（部门联络员）不能执行「协办接单」"  # not on the ticket itself
     reporter = Staff(id=10_000, login="L99", name="协办人", role="liaison", department="urban_mgmt", openid=openid)
     assert rights.refusal(case, Actor.of_staff(reporter), ticket, "part_accept", part="urban_mgmt") == (
         "采办分离：您是此工单的反映人，不能办理")

@@ -161,8 +161,12 @@ def may(case: "Casework", actor: Actor, ticket: Ticket, action: str, *, part: st
 
 
 def action_label(case: "Casework", action: str) -> str:
+    """The Chinese name of a workflow action, a part action (联合派单) or an extra action."""
     transition = case.workflow.transitions.get(action)
-    return transition.label if transition else case.org.rights.extra_actions.get(action, action)
+    if transition is not None:
+        return transition.label
+    part = next((t for t in case.parts.transitions.values() if t.action == action), None)
+    return part.label if part is not None else case.org.rights.extra_actions.get(action, action)
 
 
 def _current(case: "Casework", actor: Actor) -> Staff | None:
