@@ -218,25 +218,14 @@ class Escalation:
         return self.labels.get(area_level, area_level)
 
 
-@dataclass(frozen=True)
-class WarnRecipients:
-    """Who is warned at a warning point when no staff member has accepted the ticket."""
-
-    grid_role: str
-    department_role: str
-    queue_kind: str
-    queue_role: str
-
-
 class SlaPolicy:
     def __init__(self, classes: dict[str, SlaClass], urgency_class: dict[str, str], calendar: WorkingCalendar,
-                 warn_ratio: float, escalation: Escalation, warning: WarnRecipients, horizon_days: int = 60) -> None:
+                 warn_ratio: float, escalation: Escalation, horizon_days: int = 60) -> None:
         self.warn_ratio = warn_ratio
         self.classes = classes
         self.urgency_class = urgency_class
         self.calendar = calendar
         self.escalation = escalation
-        self.warning = warning
         self.horizon_days = horizon_days
 
     @classmethod
@@ -246,7 +235,7 @@ class SlaPolicy:
         classes = {code: SlaClass(code, c["label"], c["respond"], c["close"]) for code, c in raw["class"].items()}
         calendar = WorkingCalendar.load(config_dir / "holidays_cn.toml")
         return cls(classes, dict(raw["urgency_class"]), calendar, float(raw.get("warn_ratio", 0.8)),
-                   _escalation(raw["escalation"]), _warning(raw["warning"]),
+                   _escalation(raw["escalation"]),
                    int(raw.get("calendar_horizon_days", 60)))
 
     def class_for(self, urgency: str, category_class: str | None = None) -> SlaClass:
@@ -303,6 +292,3 @@ def _escalation(raw: dict[str, Any]) -> Escalation:
                       raw["action"], raw["action_label"])
 
 
-def _warning(raw: dict[str, Any]) -> WarnRecipients:
-    """sla.toml [warning]; every key is required."""
-    return WarnRecipients(raw["grid_role"], raw["department_role"], raw["queue_kind"], raw["queue_role"])

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.casework.actors import SYSTEM_CODE
 from bot.casework.areas import AreaDirectory, AreaNode
 from bot.casework.context import Casework
-from bot.casework.notify import notice_rows, ticket_fields
+from bot.casework.notify import members, notice_rows, notices_of, ticket_fields
 from bot.casework.workflow import Workflow
 from bot.clock import format_local
 from storage.models import SlaMark, Staff, Ticket, TicketChange, TicketEvent
@@ -308,18 +308,14 @@ def _span(length: timedelta) -> str:
 
 
 def warn_recipients(case: Casework, ticket: Any, staff: dict[int, Staff]) -> list[Staff]:
-    """The handler; with none (or no longer active), the queue's staff when the ticket waits
-    in the dispatcher's queue, else the ticket's grid staff and department staff."""
+    """The handler; with none (or no longer active), the recipient group of config/notices.toml
+    the ticket's state notifies (the dispatchers of its node when it waits in triage, its
+    grid worker and department liaisons when dispatched) — the same people its arrival told."""
     handler = staff.get(ticket.handler_id) if ticket.handler_id is not None else None
     if handler is not None:
         return [handler]
-    rule = case.sla.warning
-    state = case.workflow.states.get(ticket.status)
-    if state is not None and state.kind == rule.queue_kind:
-        return [p for p in case.org.staff if p.role == rule.queue_role]
-    return [p for p in case.org.staff
-            if (p.role == rule.grid_role and ticket.area_code and p.area_code == ticket.area_code)
-            or (p.role == rule.department_role and ticket.department and p.department == ticket.department)]
+    group = case.workflow.notifies(ticket.status) or notices_of(case).arrival_otherwise
+    return [person for person, _why in members(case, ticket, group)]
 
 
 def _warning_rows(case: Casework, ticket: Any, clock: Clock, staff: dict[int, Staff], now: datetime) -> list[dict]:
