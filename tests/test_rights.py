@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
+from sqlmodel import col, select
 
 from bot.casework import rights
 from bot.casework.actors import SYSTEM, Actor
@@ -21,7 +22,7 @@ from bot.casework.parts import PartPolicy
 from bot.casework.rights import RightsTable
 from bot.casework.workflow import Workflow
 from bot.settings import CONFIG_DIR
-from storage.models import Staff
+from storage.models import Staff, TicketEvent
 from tests.conftest import services_of
 from tests.steps import actor_code, audit_entries, follow, minyi, report, ticket_by_number
 
@@ -108,6 +109,15 @@ async def test_the_right_role_may_take_the_action(client, sender, new_openid, cl
         await act(capsys, number, step, by)
     await act(capsys, number, action, login)
     assert [e for e in await audit_entries(client, number) if e.outcome == "refused"] == []
+    # The move happened, by that staff member: the state the transition leads to, and its event.
+    workflow = services_of(client).workflow
+    ticket = await ticket_by_number(client, number)
+    assert ticket.status == workflow.transitions[action].target
+    async with services_of(client).db.session() as s:
+        me = (await s.exec(select(Staff).where(Staff.login == login))).one()  # A01 was added by the CLI
+        last = (await s.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id, TicketEvent.action == action)
+                             .order_by(col(TicketEvent.id).desc()))).first()
+    assert last is not None and last.actor == f"staff:{me.id}"
 
 
 async def test_the_resident_and_the_system_take_their_own_actions(client, sender, new_openid):
