@@ -16,6 +16,8 @@ from bot.casework.org import Organisation, default_rights
 from bot.casework.parts import PartPolicy
 from bot.casework.ratings import LinkSigner, RatingPolicy
 from bot.dialogs.advice import EmergencyGuide
+from bot.dialogs.staff import CONFIG_FILE as STAFF_CHAT_FILE
+from bot.dialogs.staff import StaffChat
 from bot.inbox import Inbox
 from bot.leader import Leadership
 from bot.routes import CALLBACK, INBOX, setup_routes
@@ -67,6 +69,7 @@ async def build_services(settings: Settings, db: Database, http: aiohttp.ClientS
     parts = PartPolicy.load(settings.config_dir / "workflow.toml")
     ratings = RatingPolicy.load(settings.config_dir)
     ratings.check(workflow)
+    StaffChat.load(settings.config_dir / STAFF_CHAT_FILE).check(set(workflow.transitions), set(parts.transitions))
     org.rights.check(workflow, {t.action for t in parts.transitions.values()})  # every action the rights table names exists
     sla = SlaPolicy.load(settings.config_dir)
     outbox = OutboxSender(db, settings.wechat, client)

@@ -414,6 +414,10 @@ def cmd_router_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---------------------------------------------------------------- config
 
+# Settings keys whose values `config show` never prints.
+SECRET_KEYS = frozenset({"secret", "aes_key", "token", "link_secret"})
+
+
 def cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:
     import dataclasses
 
@@ -423,7 +427,7 @@ def cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:
             continue
         print(f"[{section.name}]")
         for key, item in dataclasses.asdict(value).items():
-            shown = "***" if key in ("secret", "aes_key") and item else item
+            shown = "***" if key in SECRET_KEYS and item else item
             if key == "url" and item:
                 shown = _masked(str(item))
             print(f"{key} = {shown!r}")

@@ -31,6 +31,9 @@ class ServerSettings:
     port: int = 8080
     max_body_bytes: int = 65536
     public_url: str = "http://127.0.0.1:8080"
+    # Signs links minyi sends (the 回访 page). Empty: derived from the WeChat token; set a
+    # secret of its own in production, the same on every worker and host.
+    link_secret: str = ""
     # Slow and many clients (bot/httpbody.py): a body must arrive within this time (408),
     # at most this many bodies are read at once (503 beyond, before anything is acknowledged).
     body_read_timeout_seconds: float = 10.0

@@ -149,6 +149,7 @@ def _post(person: Any, area_names: dict[str, str], departments: dict[str, str]) 
 
 
 def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy.exc import IntegrityError
     from sqlmodel import select
 
     from bot.casework.org import default_rights
@@ -172,6 +173,8 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
         problem = asyncio.run(_with_db(settings, run))
     except ImportRejected as exc:
         problem = "\n".join(exc.errors)
+    except IntegrityError:  # added by someone else at the same moment
+        problem = f"工号 {args.login} 已存在（修改请用 minyi org import，停用请用 minyi staff disable）"
     if problem:
         print(problem, file=sys.stderr)
         return 1

@@ -126,10 +126,14 @@ def test_config_show_masks_secrets(data_dir, capsys, monkeypatch):
     monkeypatch.setenv("MINYI_WECHAT_AES_KEY", "k" * 43)
     monkeypatch.setenv("MINYI_DATABASE_URL", "postgresql+asyncpg://minyi:db-password@db.example/minyi")
     monkeypatch.setenv("MINYI_SERVER_PORT", "9123")
+    monkeypatch.setenv("MINYI_WECHAT_TOKEN", "callback-token-1234")
+    monkeypatch.setenv("MINYI_SERVER_LINK_SECRET", "link-signing-secret")
     code, out = run_main(capsys, "config", "show")
     assert code == 0
-    assert "very-secret-app-secret" not in out and "k" * 43 not in out and "db-password" not in out
-    assert "secret = '***'" in out and "aes_key = '***'" in out
+    for secret in ("very-secret-app-secret", "k" * 43, "db-password", "callback-token-1234", "link-signing-secret"):
+        assert secret not in out
+    lines = set(out.splitlines())
+    assert {"secret = '***'", "aes_key = '***'", "token = '***'", "link_secret = '***'"} <= lines
     assert "db.example/minyi" in out
     assert "[wechat]" in out and "port = 9123" in out
 

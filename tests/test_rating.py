@@ -6,6 +6,7 @@ through /wechat, the page over HTTP, the no-answer sweep through `minyi rating e
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from datetime import datetime, timedelta
 
 import pytest
@@ -272,3 +273,22 @@ async def test_a_new_problem_at_the_comment_step_is_kept_and_can_be_sent_again(c
     again = await sender.reply(wechat.text(openid, problem))
     assert again.startswith("您的诉求已受理！") and number not in again
     assert len(await tickets_of(client, openid)) == 2
+
+
+def test_rating_links_are_signed_with_the_link_secret_when_one_is_set():
+    """A link signed with the WeChat token does not verify under a dedicated link secret,
+    and one signed with that secret does (the same on every worker with the settings)."""
+    from datetime import timedelta as _td
+
+    from bot.casework.ratings import LinkRefused, LinkSigner
+    from bot.clock import utcnow
+    from tests.conftest import make_settings
+
+    base = make_settings(Path("/tmp/minyi-link-test"), "sqlite+aiosqlite:///:memory:")
+    by_token = LinkSigner.from_settings(base)
+    own = LinkSigner.from_settings(base.replace(server={"link_secret": "a-secret-of-its-own"}))
+    now = utcnow()
+    token = own.token(7, 1, now + _td(days=1))
+    assert own.verify(token, now) == (7, 1)
+    with pytest.raises(LinkRefused):
+        by_token.verify(token, now)

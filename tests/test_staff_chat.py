@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import re
+
+import pytest
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -227,3 +229,19 @@ async def test_a_joint_ticket_is_worked_by_chat_lead_and_co_department(client, s
     notes = [e.note for e in await events_of(client, number) if e.action == "part_done"]
     assert notes == ["城管：协办办结，已取缔占道烧烤摊"]
     assert await tickets_of(client, worker) == [] and await tickets_of(client, liaison) == []
+
+
+def test_a_command_naming_an_unknown_action_or_part_word_is_refused_at_start(tmp_path):
+    from bot.casework.parts import PartPolicy
+    from bot.casework.workflow import Workflow
+    from bot.dialogs.staff import StaffChat
+    from bot.settings import CONFIG_DIR
+
+    workflow = Workflow.load(CONFIG_DIR / "workflow.toml")
+    parts = set(PartPolicy.load(CONFIG_DIR / "workflow.toml").transitions)
+    shipped = (CONFIG_DIR / "notices.toml").read_text(encoding="utf-8")
+    StaffChat.load(CONFIG_DIR / "notices.toml").check(set(workflow.transitions), parts)  # as shipped: fine
+    broken = tmp_path / "notices.toml"
+    broken.write_text(shipped.replace('part = "done"', 'part = "finish"'), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"unknown actions or part words \['finish'\]"):
+        StaffChat.load(broken).check(set(workflow.transitions), parts)

@@ -70,6 +70,14 @@ class StaffChat:
     commands: dict[str, Command]
     command: re.Pattern[str]
 
+    def check(self, workflow_actions: set[str], part_words: set[str]) -> None:
+        """Refuse a [staff_chat] naming an action or part word that does not exist (at
+        start, not as an error on a staff member's message)."""
+        unknown = sorted({c.action for c in self.commands.values() if not c.part} - workflow_actions
+                         | {c.part for c in self.commands.values() if c.part} - part_words)
+        if unknown:
+            raise ValueError(f"notices.toml [staff_chat]: unknown actions or part words {unknown}")
+
     @classmethod
     def load(cls, path: Path) -> "StaffChat":
         with open(path, "rb") as fh:
