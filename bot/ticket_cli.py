@@ -12,7 +12,9 @@ from bot.settings import Settings
 
 T = TypeVar("T")
 # Audit events that are not workflow transitions, by their Chinese names.
-EVENT_NAMES = {"create": "提交", "recategorize": "改分类", "relocate": "改网格"}
+EVENT_NAMES = {"create": "提交", "recategorize": "改分类", "relocate": "改网格", "urge": "催办", "supplement": "群众补充",
+               "repeat": "二次投诉", "link_duplicate": "并入同一问题", "locate": "补充位置", "legal_basis": "紧急处理依据"}
+
 
 
 async def with_services(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
@@ -102,14 +104,27 @@ def cmd_ticket_show(args: argparse.Namespace, settings: Settings) -> int:
         workflow = services.workflow
         escalation = services.sla.escalation
         names = {**EVENT_NAMES, escalation.action: escalation.action_label,
+                 **{t.action: t.label for t in services.case.parts.transitions.values()},
                  **{a: t.label for a, t in workflow.transitions.items()}}
         for e in events:
             move = f"{workflow.label(e.from_status) if e.from_status else ''}→{workflow.label(e.to_status)}" \
                 if e.to_status and e.to_status != e.from_status else ""
-            print(f"  {format_local(e.at)}  {names.get(e.action, e.action)} {move}  {e.actor}  {e.note or ''}")
+            print(f"  {format_local(e.at)}  {names.get(e.action, e.action)} {move}  {_actor(services, e.actor)}  "
+                  f"{e.note or ''}")
         return 0
 
     return asyncio.run(with_services(settings, run))
+
+
+def _actor(services: Any, code: str) -> str:
+    """Who acted, as people read it: 陈静（G05）, 群众, 系统."""
+    from bot.casework.actors import RESIDENT_CODE, STAFF_PREFIX, SYSTEM_CODE
+
+    if code.startswith(STAFF_PREFIX) and code[len(STAFF_PREFIX):].isdigit():
+        person = services.case.org.record(int(code[len(STAFF_PREFIX):]))
+        if person is not None:
+            return f"{person.name}（{person.login or person.id}）"
+    return {RESIDENT_CODE: "群众", SYSTEM_CODE: "系统"}.get(code, code)
 
 
 def cmd_ticket_act(args: argparse.Namespace, settings: Settings) -> int:

@@ -68,6 +68,10 @@ async def test_a_reroute_moves_the_ticket_and_tells_everyone(client, sender, new
 
     code, out, err = await minyi(capsys, "ticket", "show", number)
     assert code == 0 and "改分类" in out and "物业服务纠纷" in out and "幸福里第二网格" in out
+    # Who acted, by name and 工号, not by an internal code.
+    [dispatch] = [line for line in out.splitlines() if "分拨/改派" in line]
+    assert dispatch.endswith("  周建国（D01）  电梯由物业维保") and "staff:" not in out
+    assert "  系统  分类：" in out and "  群众  群众通过公众号反映" in out
 
 
 async def test_a_reroute_to_a_stricter_category_shortens_the_deadlines(client, sender, new_openid, cli_env,

@@ -275,6 +275,18 @@ async def test_a_new_problem_at_the_comment_step_is_kept_and_can_be_sent_again(c
     assert len(await tickets_of(client, openid)) == 2
 
 
+async def test_a_comment_on_the_rated_problem_itself_gets_no_new_problem_hint(client, sender, new_openid,
+                                                                               rating_env, capsys):
+    """Tried in /sim: 「清运挺快的，谢谢」 on a garbage ticket read as a report and got the
+    「如果这是一个新的问题」 line. A comment about the same problem is just a comment."""
+    openid = await follow(sender, new_openid())
+    number = await resolved(client, sender, capsys, openid)
+    replies = await answer(sender, openid, "1", "1", "门口垃圾清运挺快的，谢谢")
+    assert replies[-1] == "感谢您的评价！"
+    [rating] = await ratings_of(client, number)
+    assert rating.comment == "门口垃圾清运挺快的，谢谢"
+
+
 def test_rating_links_are_signed_with_the_link_secret_when_one_is_set():
     """A link signed with the WeChat token does not verify under a dedicated link secret,
     and one signed with that secret does (the same on every worker with the settings)."""

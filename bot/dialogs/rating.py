@@ -18,7 +18,7 @@ from bot.dialogs import emergency, texts
 from bot.dialogs.choices import parse_choice
 from bot.dialogs.session import Session
 from bot.wechat.inbound import Inbound
-from storage.models import Rating
+from storage.models import Rating, Ticket
 
 REPORT_INTENT = "report"  # the intent code (config/intents.toml) of a new problem
 
@@ -82,9 +82,21 @@ async def _commented(msg: Inbound, session: Session, policy: RatingPolicy, ratin
     # A comment often reads like a complaint. When the ticket was not reopened for it, it
     # may be a new problem: the resident can send it again (the dialog is idle now) and it
     # becomes a ticket — nothing is lost.
-    new_problem = (comment is not None and outcome.kind == ratings.RATED
-                   and session.services.intents.classify(words).intent == REPORT_INTENT)
+    new_problem = comment is not None and outcome.kind == ratings.RATED and await _another_problem(session, rating, words)
     return outcome.reply + (texts.RATING_COMMENT_OR_NEW if new_problem else "") + await _next(session)
+
+
+async def _another_problem(session: Session, rating: Rating, words: str) -> bool:
+    """A report in its own right about something else than the rated ticket: read as a
+    report, and routed (confidently) to another category. 「清运挺快的，谢谢」 on a garbage
+    ticket is a comment; 「路灯坏了好几天了」 is not."""
+    services = session.services
+    if services.intents.classify(words).intent != REPORT_INTENT:
+        return False
+    ticket = await session.db.get(Ticket, rating.ticket_id)
+    routing = services.router.route(words, None, session.resident.home_area_code)
+    return ticket is not None and not routing.needs_triage(services.router.threshold) \
+        and routing.category != ticket.category
 
 
 async def _next(session: Session) -> str:
