@@ -4,15 +4,19 @@ SQLite (embedded default): WAL, one pooled connection per process so writers que
 in asyncio instead of spinning on the file lock, and BEGIN IMMEDIATE so a transaction
 that reads and then writes cannot deadlock with another process. SQLite calls run
 inline on the event loop: a small WAL transaction takes microseconds, far less than
-handing each statement to aiosqlite's worker thread (~150 µs a hop, measured). The
-price is that a lock held by another process blocks the loop while it waits, so
-several workers belong on PostgreSQL. PostgreSQL (production): asyncpg, ordinary pool.
+handing each statement to aiosqlite's worker thread (~150 µs a hop, measured). So that
+a write lock held elsewhere (another process, or another engine in this one) never
+stalls the loop, SQLite's own busy wait is kept short and a statement refused as busy
+outside a transaction (in practice BEGIN IMMEDIATE) is retried after an asyncio sleep,
+until the busy deadline. Several workers still belong on PostgreSQL. PostgreSQL (production): asyncpg, ordinary pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
@@ -23,6 +27,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+BUSY_WAIT_MS = 20  # SQLite's own (blocking) busy wait: covers another process's short commit
+BUSY_DEADLINE_SECONDS = 30.0  # then async retries until this long
+BUSY_FIRST_PAUSE_SECONDS = 0.002
+BUSY_MAX_PAUSE_SECONDS = 0.05
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
 
 
 class InlineSQLiteConnection(aiosqlite.Connection):
@@ -38,7 +52,21 @@ class InlineSQLiteConnection(aiosqlite.Connection):
     async def _execute(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         if not self._connection:
             raise ValueError("Connection closed")
-        return fn(*args, **kwargs)
+        deadline = None
+        pause = BUSY_FIRST_PAUSE_SECONDS
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except sqlite3.OperationalError as error:
+                # Only a statement that began nothing may be tried again.
+                if not _is_busy(error) or self._connection.in_transaction:
+                    raise
+                now = time.monotonic()
+                deadline = deadline or now + BUSY_DEADLINE_SECONDS
+                if now >= deadline:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, BUSY_MAX_PAUSE_SECONDS)
 
     def stop(self) -> None:  # type: ignore[override]
         self._running = False
@@ -56,7 +84,8 @@ def _sqlite_engine(url: str, echo: bool, pool_timeout: float) -> AsyncEngine:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
     async def connect() -> InlineSQLiteConnection:
-        connector = functools.partial(sqlite3.connect, database, timeout=30, check_same_thread=False,
+        connector = functools.partial(sqlite3.connect, database, timeout=BUSY_WAIT_MS / 1000,
+                                      check_same_thread=False,
                                       isolation_level=None)  # we issue BEGIN ourselves
         return await InlineSQLiteConnection(connector, iter_chunk_size=64)
 
@@ -76,7 +105,7 @@ def _sqlite_engine(url: str, echo: bool, pool_timeout: float) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
