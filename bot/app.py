@@ -89,7 +89,8 @@ async def build_services(settings: Settings, db: Database, http: aiohttp.ClientS
         intents=IntentClassifier.from_config(settings.config_dir, router.tagger),
         case=Casework(db=db, workflow=workflow, sla=sla, router=router, areas=areas, org=org, outbox=outbox,
                       notices=Notices.load(settings.config_dir / NOTICES_FILE, settings.wechat.notice_templates),
-                      parts=parts, ratings=ratings, rating_links=LinkSigner.from_settings(settings)),
+                      parts=parts, ratings=ratings, rating_links=LinkSigner.from_settings(settings),
+                      data_dir=settings.data_dir),
     )
 
 

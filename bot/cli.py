@@ -137,6 +137,8 @@ def cmd_demo_load(args: argparse.Namespace, settings: Settings) -> int:
 
     added = asyncio.run(run())
     print(f"已载入演示数据：网格节点 {added['areas']} 个，工作人员 {added['staff']} 名")
+    if added["passwords"]:
+        print(f"演示工作人员 {added['passwords']} 名的控制台密码已设为演示密码 {seed.DEMO_PASSWORD}（见 README，生产环境请勿使用）")
     return 0
 
 

@@ -146,6 +146,19 @@ def is_loopback_host(host: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The staff console and JSON API (bot/console, bot/api)."""
+
+    session_idle_minutes: int = 120  # a console login ends after this long unused
+    session_max_hours: int = 12  # and after this long in any case (log in again each shift)
+    max_failed_logins: int = 5  # per account or client address within the window, then locked
+    failed_login_window_minutes: int = 15
+    lockout_minutes: int = 15
+    page_size: int = 30  # tickets a queue page shows
+    export_max_rows: int = 50000
+
+
+@dataclass(frozen=True)
 class DemoSettings:
     load: str = "auto"
 
@@ -169,6 +182,7 @@ class Settings:
     hotline: HotlineSettings = field(default_factory=HotlineSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     log: LogSettings = field(default_factory=LogSettings)
     config_dir: Path = CONFIG_DIR

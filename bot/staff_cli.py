@@ -275,3 +275,8 @@ def add_org_commands(sub: Any) -> None:
                                   description="邀请码只显示这一次（数据库中只存散列值），3 天内有效。")
     invite.add_argument("login", metavar="工号")
     invite.set_defaults(func=cmd_staff_invite)
+
+    from bot.account_cli import add_passwd_command, add_token_commands
+
+    add_passwd_command(staff_sub)
+    add_token_commands(sub)

@@ -287,6 +287,53 @@ class Attachment(SQLModel, table=True):
     lat: Optional[float] = None
     lng: Optional[float] = None
     created_at: datetime
+    added_by: Optional[str] = Field(default=None, max_length=64)  # an actor code; None: the resident
+
+
+class StaffCredential(SQLModel, table=True):
+    """A staff member's console password (argon2 hash), apart from the staff row the
+    organisation caches in every worker."""
+
+    __tablename__ = "staff_credential"
+    staff_id: int = Field(foreign_key="staff.id", primary_key=True)
+    password_hash: str = Field(max_length=200)
+    changed_at: datetime
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A console login. The cookie holds the session id; only its hash is stored."""
+
+    __tablename__ = "console_session"
+    id_hash: str = Field(primary_key=True, max_length=64)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime = Field(index=True)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token of the JSON API (`minyi token create`), scoped like its staff member."""
+
+    __tablename__ = "api_token"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    prefix: str = Field(max_length=16)  # shown in lists to tell tokens apart
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    label: Optional[str] = Field(default=None, max_length=100)
+    created_at: datetime
+    last_used_at: Optional[datetime] = None
+    revoked_at: Optional[datetime] = None
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed console logins per account and per client address, for throttling."""
+
+    __tablename__ = "login_throttle"
+    key: str = Field(primary_key=True, max_length=100)  # "login:<login>" or "ip:<address>"
+    failures: int = 0
+    window_start: datetime
+    locked_until: Optional[datetime] = None
 
 
 class Outbox(SQLModel, table=True):

@@ -146,3 +146,28 @@ async def parts_of(client: Any, number: str) -> list[Any]:
     async with services_of(client).db.session() as s:
         return list((await s.exec(select(TicketPart).where(TicketPart.ticket_id == ticket.id)
                                   .order_by(col(TicketPart.id)))).all())
+
+
+# ---------------------------------------------------------------- the staff console
+
+DEMO_PASSWORD = "minyi-demo-1"  # storage.seed.DEMO_PASSWORD, as the README documents it
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def csrf_of(page: str) -> str:
+    found = CSRF_FIELD.search(page)
+    assert found, page[:500]
+    return found.group(1)
+
+
+async def console_login(client: Any, login: str, password: str = DEMO_PASSWORD) -> Any:
+    """Log in to /console as `login` (the client keeps the session cookie); the response
+    of the login POST (303 to the queue on success)."""
+    page = await client.get("/console/login")
+    return await client.post("/console/login", data={"csrf": csrf_of(await page.text()), "login": login,
+                                                     "password": password, "next": ""}, allow_redirects=False)
+
+
+async def console_form(client: Any, path: str, page: str, **fields: Any) -> Any:
+    """POST a console form with the CSRF token of `page` (a page of the same session)."""
+    return await client.post(path, data={"csrf": csrf_of(page), **fields}, allow_redirects=False)

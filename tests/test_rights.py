@@ -87,6 +87,7 @@ ALLOWED = [
     ("reopen", "D01", [("accept", "G01"), ("resolve", "G01")]),
     ("archive", "D01", [("accept", "G01"), ("resolve", "G01")]),
     ("reject", "D01", [("send_back", "G01")]),
+    ("merge", "D01", []),  # the console links it to the other ticket (bot/casework/merge.py)
     ("dispatch", "A01", []),  # the admin may do anything
     ("resolve", "A01", [("accept", "G01")]),
 ]
@@ -140,7 +141,7 @@ async def test_the_resident_and_the_system_take_their_own_actions(client, sender
 REFUSED = [
     ("G02", "accept", [], [], "工单 {n} 不在您负责的网格（枫林第二网格）"),
     ("L01", "accept", [], [], "工单 {n} 不属于您的部门（公安）"),
-    ("L03", "accept", [], [], "工单 {n} 不属于您的部门（城管）；您对此工单只能：查看"),  # a co-department (FUMES)
+    ("L03", "accept", [], [], "工单 {n} 不属于您的部门（城管）；您对此工单只能：内部备注、查看"),  # a co-department (FUMES)
     ("S01", "accept", [], [], "您的角色（督办）不能执行「接单」"),
     ("G01", "dispatch", [], [], "您的角色（网格员）不能执行「分拨/改派」"),
     ("D02", "dispatch", [], [EAST_DISPATCHER], "工单 {n} 不在您管辖的区域（东湖街道）"),
@@ -196,7 +197,7 @@ async def test_co_department_liaisons_act_on_their_own_part_only(client, sender,
     assert rights.refusal(case, housing, ticket, "part_accept", part="urban_mgmt") == (
         f"这不是您部门（住建）在工单 {ticket.number} 中的协办任务")  # whether a part exists is bot.casework.parts'
     assert rights.refusal(case, urban, ticket, "part_accept", part="housing") == (
-        f"这不是您部门（城管）在工单 {ticket.number} 中的协办任务；您对此工单只能：查看")
+        f"这不是您部门（城管）在工单 {ticket.number} 中的协办任务；您对此工单只能：内部备注、查看")
     assert rights.refusal(case, grid, ticket, "part_accept", part="urban_mgmt") == "您的角色（网格员）不能执行「协办接单」"
     assert rights.refusal(case, urban, ticket, "part_accept") == "您的角色（部门联络员）不能执行「协办接单」"  # not on the ticket itself
     reporter = Staff(id=10_000, login="L99", name="协办人", role="liaison", department="urban_mgmt", openid=openid)
@@ -247,8 +248,8 @@ def test_the_rights_table_matches_the_workflow_and_the_demo_staff():
 
 
 def test_a_rights_table_naming_an_unknown_action_is_refused_at_start(tmp_path: Path):
-    text = (CONFIG_DIR / "rights.toml").read_text(encoding="utf-8").replace('"supervise", "reopen"]',
-                                                                              '"supervise", "fly"]')
+    text = (CONFIG_DIR / "rights.toml").read_text(encoding="utf-8").replace('"supervise", "reopen", "comment"]',
+                                                                              '"supervise", "fly", "comment"]')
     (tmp_path / "rights.toml").write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match="fly"):
         RightsTable.load(tmp_path / "rights.toml").check(Workflow.load(CONFIG_DIR / "workflow.toml"), PART_ACTIONS)

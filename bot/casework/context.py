@@ -8,6 +8,7 @@ are outbox rows written through storage/, delivered by bot/wechat/outbox.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.casework.areas import AreaDirectory
@@ -37,3 +38,4 @@ class Casework:
     parts: "PartPolicy"  # joint dispatch parts, [part] of config/workflow.toml
     ratings: "RatingPolicy"  # 回访 questions and windows, config/rating.toml
     rating_links: "LinkSigner"  # signed links to the rating page
+    data_dir: Path  # attachments are stored under data_dir/media (paths relative to it)

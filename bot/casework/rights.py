@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from bot.casework.workflow import Workflow
 
 VIEW = "view"
+MANAGE_STAFF = "manage_staff"  # the console's staff admin (extra action, scope "all")
+AUDIT = "audit"  # reading the audit log (extra action, scope "all")
 WILDCARD = "*"
 # Scopes (see config/rights.toml).
 ALL, SUBTREE, GRID, DEPARTMENT, CO_DEPARTMENT, PART, OWN = (
@@ -154,6 +156,16 @@ def refusal(case: "Casework", actor: Actor, ticket: Ticket, action: str, *, part
     if any(_matches(case, actor, staff, r.scope, ticket, part) for r in allowing):
         return None
     return _out_of_scope(case, actor, staff, allowing[0].scope, ticket, rules, part)
+
+
+def grants(case: "Casework", actor: Actor, action: str) -> bool:
+    """Whether `actor` may take `action` on everything (a rule of scope "all"): what the
+    console asks before its admin pages, which are about no one ticket."""
+    staff = _current(case, actor)
+    if actor.is_staff and (staff is None or not staff.active):
+        return False
+    role = case.org.rights.roles.get(staff.role) if staff else case.org.rights.actors.get(actor.code)
+    return role is not None and any(r.scope == ALL and r.allows(action) for r in role.rules)
 
 
 def may(case: "Casework", actor: Actor, ticket: Ticket, action: str, *, part: str | None = None) -> bool:
