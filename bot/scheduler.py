@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.access.sessions import purge_sessions_job
 from bot.casework.org import REFRESH_SECONDS
 from bot.casework.ratings import expire_job
 from bot.dialogs.drafts import expire_drafts
@@ -39,6 +40,8 @@ SLA_TICK_JOB = "sla-tick"
 CALENDAR_CHECK_JOB = "calendar-check"
 RATING_EXPIRY_JOB = "rating-expiry"
 RATING_EXPIRY_SECONDS = 600
+SESSION_PURGE_JOB = "console-session-purge"
+SESSION_PURGE_SECONDS = 3600
 
 
 def add_leader_job(scheduler: AsyncIOScheduler, leadership: Leadership, func: Callable[..., Awaitable[Any]],
@@ -83,6 +86,9 @@ def _add_leader_jobs(scheduler: AsyncIOScheduler, services: Services, leadership
     # 回访 unanswered past the window: recorded as 未评价, never as satisfied.
     add_leader_job(scheduler, leadership, expire_job, "interval", args=[services.case],
                    seconds=RATING_EXPIRY_SECONDS, id=RATING_EXPIRY_JOB)
+    # Console logins past their absolute expiry (an idle one is deleted when next used).
+    add_leader_job(scheduler, leadership, purge_sessions_job, "interval", args=[services.db],
+                   seconds=SESSION_PURGE_SECONDS, id=SESSION_PURGE_JOB)
 
 
 def start_scheduler(services: Services, inbox: Inbox, *, leadership: Leadership | None = None) -> AsyncIOScheduler:

@@ -477,3 +477,19 @@ async def test_outbox_rows_are_not_touched_by_page_views(client, sender, staff, 
     await page(await staff("G01"), f"/console/t/{number}")
     async with services_of(client).db.session() as s:
         assert len((await s.exec(select(Outbox))).all()) == before
+
+
+async def test_pages_are_never_cached_or_framed_and_expired_sessions_are_purged(client, staff):
+    from bot.access.sessions import purge_sessions_job
+
+    browser = await staff("G01")
+    response = await browser.get("/console/q/mine")
+    assert (response.headers["Cache-Control"], response.headers["X-Frame-Options"]) == ("no-store", "DENY")
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    login_page = await browser.get("/console/login")
+    assert login_page.headers["X-Frame-Options"] == "DENY"
+    async with services_of(client).db.transaction() as s:
+        await s.exec(update(ConsoleSession).values(expires_at=utcnow() - timedelta(seconds=1)))  # type: ignore[call-overload]
+    assert await purge_sessions_job(services_of(client).db) == 1
+    async with services_of(client).db.session() as s:
+        assert (await s.exec(select(ConsoleSession))).all() == []

@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.access.tokens import digest, new_secret
 from bot.clock import utcnow
 from bot.settings import ConsoleSettings
+from storage.db import Database
 from storage.models import ConsoleSession
 
 TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
@@ -70,3 +71,9 @@ async def end_all(session: AsyncSession, staff_id: int) -> None:
 async def purge_expired(session: AsyncSession, now: datetime | None = None) -> int:
     result = await session.exec(delete(ConsoleSession).where(ConsoleSession.expires_at <= (now or utcnow())))  # type: ignore[call-overload, arg-type]
     return int(result.rowcount or 0)
+
+
+async def purge_sessions_job(db: Database) -> int:
+    """The scheduled purge (bot/scheduler.py, leader only)."""
+    async with db.transaction() as session:
+        return await purge_expired(session)

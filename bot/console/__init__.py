@@ -10,7 +10,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bot.console.auth import session_middleware
+from bot.console.auth import security_headers, session_middleware
 from bot.console.keys import CONSOLE
 from bot.console.render import FILTERS, GLOBALS, Console
 from bot.console.routes import setup_routes
@@ -20,7 +20,7 @@ HERE = Path(__file__).parent
 
 
 def create_console(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[session_middleware])
+    app = web.Application(middlewares=[security_headers, session_middleware])
     app[CONSOLE] = Console.load(settings)
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                undefined=jinja2.StrictUndefined)
