@@ -9,6 +9,7 @@ from aiohttp import web
 
 from bot.casework import rights
 from bot.casework.desk import audit_refusal
+from bot.casework.merge import MERGE_ACTION
 from bot.casework.queries import find_ticket
 from bot.casework.ticket_view import EVENT_LABELS, FIELD_LABELS, change_value, event_label, ticket_view
 from bot.clock import utcnow
@@ -60,7 +61,8 @@ async def ticket_page(request: web.Request) -> web.Response:
         "reroute": case.workflow.reroute_action,
         "may_comment": rights.may(case, actor, ticket, "comment"),
         "may_supervise": rights.may(case, actor, ticket, "supervise"),
-        "may_merge": any(a == "merge" for a, _ in view.actions),
+        "may_merge": any(a == MERGE_ACTION for a, _ in view.actions),
+        "actions": [(a, label) for a, label in view.actions if a != MERGE_ACTION],  # merge has its own form
         "may_attach": rights.may(case, actor, ticket, "attach"),
         "point": (ticket.lat, ticket.lng) if ticket.lat is not None and ticket.lng is not None else None,
         "notice": _done_label(case, request.query.get("done")),
