@@ -5,11 +5,15 @@ a refusal is their Chinese reason (audited by casework) on a 403 page."""
 from __future__ import annotations
 
 import aiohttp_jinja2
+from typing import Awaitable, Callable
+
 from aiohttp import web
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
 from bot.casework import desk, merge, remarks
+from bot.casework.actors import Actor
+from bot.casework.context import Casework
 from bot.casework.desk import DeskError, Refused
 from bot.console.auth import actor_of
 from bot.console.forms import text_field
@@ -28,17 +32,16 @@ def _ticket_url(request: web.Request, number: str, done: str | None = None) -> s
     return str(url.with_query(done=done) if done else url)
 
 
-async def _form(request: web.Request) -> tuple[MultiDictProxy, bytes | None]:
-    """The form fields, and the photo if one was uploaded (multipart). The session
-    middleware has read the form already (its CSRF field); aiohttp keeps it."""
-    form = await request.post()
+def _upload(form: MultiDictProxy) -> bytes | None:
+    """The photo of a multipart form, if one was chosen. (The session middleware has read
+    the form already, for its CSRF field; aiohttp keeps it.)"""
     upload = form.get("photo")
     if not isinstance(upload, FileField) or not upload.filename:
-        return form, None
+        return None
     content = upload.file.read(remarks.MAX_PHOTO_BYTES + 1)
     if len(content) > remarks.MAX_PHOTO_BYTES:
         raise DeskError(f"照片不能超过 {remarks.MAX_PHOTO_BYTES // 1024 // 1024} MB")
-    return form, content or None
+    return content or None
 
 
 async def act(request: web.Request) -> web.StreamResponse:
@@ -47,7 +50,8 @@ async def act(request: web.Request) -> web.StreamResponse:
     number = request.match_info["number"]
     back = _ticket_url(request, number)
     try:
-        form, photo = await _form(request)
+        form = await request.post()
+        photo = _upload(form)
         action = str(form.get("action") or "")
         note = text_field(form, "note")
         category = text_field(form, "category", 48) if action == case.workflow.reroute_action else None
@@ -63,50 +67,54 @@ async def act(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(_ticket_url(request, number, action))
 
 
-async def comment(request: web.Request) -> web.StreamResponse:
+Work = Callable[[Casework, str, Actor, MultiDictProxy], Awaitable[object]]
+
+
+async def _on_ticket(request: web.Request, work: Work, done: str) -> web.StreamResponse:
+    """Run one casework function on the ticket of the URL with the posted form; back to
+    the ticket page saying what was done, or the refusal page."""
     case, actor = request.config_dict[SERVICES].case, actor_of(request)
     number = request.match_info["number"]
     try:
-        form = await request.post()
-        await remarks.comment(case, number, actor, text_field(form, "note"))
+        await work(case, number, actor, await request.post())
     except DeskError as exc:
         return _failed(request, exc, _ticket_url(request, number))
-    raise web.HTTPSeeOther(_ticket_url(request, number, remarks.COMMENT))
+    raise web.HTTPSeeOther(_ticket_url(request, number, done))
+
+
+async def _comment(case: Casework, number: str, actor: Actor, form: MultiDictProxy) -> object:
+    return await remarks.comment(case, number, actor, text_field(form, "note"))
+
+
+async def _supervise(case: Casework, number: str, actor: Actor, form: MultiDictProxy) -> object:
+    return await remarks.supervise(case, number, actor, text_field(form, "note"))
+
+
+async def _photo(case: Casework, number: str, actor: Actor, form: MultiDictProxy) -> object:
+    content = _upload(form)
+    if content is None:
+        raise DeskError("请选择照片")
+    return await remarks.attach_photo(case, number, actor, content, text_field(form, "photo_label", 100))
+
+
+async def _merge(case: Casework, number: str, actor: Actor, form: MultiDictProxy) -> object:
+    return await merge.merge(case, number, text_field(form, "into", 32) or "", actor, text_field(form, "note"))
+
+
+async def comment(request: web.Request) -> web.StreamResponse:
+    return await _on_ticket(request, _comment, remarks.COMMENT)
 
 
 async def supervise(request: web.Request) -> web.StreamResponse:
-    case, actor = request.config_dict[SERVICES].case, actor_of(request)
-    number = request.match_info["number"]
-    try:
-        form = await request.post()
-        await remarks.supervise(case, number, actor, text_field(form, "note"))
-    except DeskError as exc:
-        return _failed(request, exc, _ticket_url(request, number))
-    raise web.HTTPSeeOther(_ticket_url(request, number, remarks.SUPERVISE))
+    return await _on_ticket(request, _supervise, remarks.SUPERVISE)
 
 
 async def photo(request: web.Request) -> web.StreamResponse:
-    case, actor = request.config_dict[SERVICES].case, actor_of(request)
-    number = request.match_info["number"]
-    try:
-        form, content = await _form(request)
-        if content is None:
-            raise DeskError("请选择照片")
-        await remarks.attach_photo(case, number, actor, content, text_field(form, "photo_label", 100))
-    except DeskError as exc:
-        return _failed(request, exc, _ticket_url(request, number))
-    raise web.HTTPSeeOther(_ticket_url(request, number, remarks.ATTACH))
+    return await _on_ticket(request, _photo, remarks.ATTACH)
 
 
 async def merge_into(request: web.Request) -> web.StreamResponse:
-    case, actor = request.config_dict[SERVICES].case, actor_of(request)
-    number = request.match_info["number"]
-    try:
-        form = await request.post()
-        await merge.merge(case, number, text_field(form, "into", 32) or "", actor, text_field(form, "note"))
-    except DeskError as exc:
-        return _failed(request, exc, _ticket_url(request, number))
-    raise web.HTTPSeeOther(_ticket_url(request, number, merge.MERGE_ACTION))
+    return await _on_ticket(request, _merge, merge.MERGE_ACTION)
 
 
 async def bulk_dispatch(request: web.Request) -> web.Response:

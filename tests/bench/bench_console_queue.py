@@ -16,7 +16,6 @@ Goal (issue 10): p95 < 300 ms.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import re
 import statistics
@@ -34,7 +33,7 @@ from sqlalchemy import insert, text  # noqa: E402
 
 from bot.clock import utcnow  # noqa: E402
 from storage.models import Ticket  # noqa: E402
-from tests.conftest import _admin  # noqa: E402
+from tests.bench.backends import add_backend_options, run_on_backends  # noqa: E402
 
 GRIDS = ["420199001001001", "420199001001002", "420199001002001", "420199001002002",
          "420199002001001", "420199002001002", "420199002002001", "420199002002002"]
@@ -151,24 +150,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tickets", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=60)
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--pg-url", help="admin URL of a PostgreSQL server (a database minyi_bench_console is made)")
+    add_backend_options(parser, "minyi_bench_console")
     args = parser.parse_args()
-    if args.backend in ("sqlite", "both"):
-        with tempfile.TemporaryDirectory(prefix="minyi-bench-console-") as tmp:
-            asyncio.run(run("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", args))
-    if args.backend in ("postgresql", "both"):
-        from tests.pgserver import PostgresServer
-
-        server = None if args.pg_url else PostgresServer()
-        admin = args.pg_url or server.start()  # type: ignore[union-attr]
-        try:
-            asyncio.run(_admin(admin, "DROP DATABASE IF EXISTS minyi_bench_console",
-                               "CREATE DATABASE minyi_bench_console"))
-            asyncio.run(run("PostgreSQL", admin.rsplit("/", 1)[0] + "/minyi_bench_console", args))
-        finally:
-            if server is not None:
-                server.stop()
+    run_on_backends(args, "minyi_bench_console", run)
     return 0
 
 

@@ -24,7 +24,6 @@ Without --pg-url a throwaway PostgreSQL server is started (tests/pgserver.py) an
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from sqlalchemy import func, insert, literal_column, select, text  # noqa: E402
 from bot.casework.sla_clock import RUNNING, checks, due_condition, tick  # noqa: E402
 from bot.clock import from_local  # noqa: E402
 from storage.models import SlaMark, Staff, Ticket  # noqa: E402
-from tests.conftest import _admin  # noqa: E402
+from tests.bench.backends import add_backend_options, run_on_backends  # noqa: E402
 
 T = from_local(datetime(2026, 11, 24, 10, 0))
 GRIDS = ["420199001001001", "420199001001002", "420199001002001", "420199001002002",
@@ -172,25 +171,11 @@ def main() -> int:
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--breach", type=float, default=0.01)
     parser.add_argument("--closed", type=int, help="closed tickets beside the open ones (default 20 %% of --tickets)")
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--pg-url", help="admin URL of a PostgreSQL server (a database minyi_bench_sla is made)")
+    add_backend_options(parser, "minyi_bench_sla")
     args = parser.parse_args()
     if args.closed is None:
         args.closed = args.tickets // 5
-    if args.backend in ("sqlite", "both"):
-        with tempfile.TemporaryDirectory(prefix="minyi-bench-sla-") as tmp:
-            asyncio.run(run("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", args))
-    if args.backend in ("postgresql", "both"):
-        from tests.pgserver import PostgresServer
-
-        server = None if args.pg_url else PostgresServer()
-        admin = args.pg_url or server.start()  # type: ignore[union-attr]
-        try:
-            asyncio.run(_admin(admin, "DROP DATABASE IF EXISTS minyi_bench_sla", "CREATE DATABASE minyi_bench_sla"))
-            asyncio.run(run("PostgreSQL", admin.rsplit("/", 1)[0] + "/minyi_bench_sla", args))
-        finally:
-            if server is not None:
-                server.stop()
+    run_on_backends(args, "minyi_bench_sla", run)
     return 0
 
 
