@@ -493,3 +493,11 @@ async def test_pages_are_never_cached_or_framed_and_expired_sessions_are_purged(
     assert await purge_sessions_job(services_of(client).db) == 1
     async with services_of(client).db.session() as s:
         assert (await s.exec(select(ConsoleSession))).all() == []
+
+
+async def test_a_liaison_sees_their_departments_tickets_lead_or_co_department(client, sender, staff, new_openid):
+    fumes = await new_report(client, sender, new_openid(), "枫林小区楼下烧烤摊油烟太大，窗户都不敢开")  # 生态环境 leads, 城管 joins
+    garbage = await new_report(client, sender, new_openid())  # 城管 alone
+    elevator = await new_report(client, sender, new_openid(), "幸福里小区3号楼电梯坏了，老人下不了楼")  # 市场监管, 住建
+    text = await page(await staff("L03"), "/console/q/department")  # 城管
+    assert [n for n in (fumes, garbage, elevator) if f'data-number="{n}"' in text] == [fumes, garbage]

@@ -38,7 +38,7 @@ class Queue:
         return not self.roles or staff.role in self.roles
 
 
-def _department(case: Casework, staff: Staff) -> ColumnElement[bool]:
+def _department(case: Casework, staff: Staff, queue: Queue) -> ColumnElement[bool]:
     if not staff.department:
         return false()
     escaped = staff.department.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -36,7 +36,7 @@ class Added:
 async def _locked(session, number: str) -> Ticket:  # type: ignore[no-untyped-def]
     ticket = (await session.exec(select(Ticket).where(Ticket.number == number).with_for_update()
                                  .execution_options(populate_existing=True))).first()
-    if ticket is None:
+    if ticket is None or ticket.id is None:
         raise DeskError(f"没有工单 {number}")
     return ticket
 
@@ -58,6 +58,7 @@ async def _add(case: Casework, number: str, action: str, actor: Actor, note: str
             reason = rights.refusal(case, actor, ticket, action)
             if reason:
                 raise Refused(reason)
+            assert ticket.id is not None
             event = TicketEvent(ticket_id=ticket.id, at=utcnow(), action=action, from_status=ticket.status,
                                 to_status=ticket.status, actor=actor.code, note=note)
             session.add(event)
@@ -117,6 +118,7 @@ async def attach_photo(case: Casework, number: str, actor: Actor, content: bytes
         path = folder / f"staff-{uuid.uuid4().hex}.{extension}"
         path.write_bytes(content)  # an orphan file if the transaction fails; the row is the record
         stored["path"] = str(path.relative_to(case.data_dir))
+        assert ticket.id is not None
         session.add(Attachment(ticket_id=ticket.id, kind="image", local_path=stored["path"],
                                label=(label or "工作人员上传")[:300], created_at=event.at, added_by=actor.code))
         return []

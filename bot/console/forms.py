@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from multidict import MultiDictProxy
+from multidict import MultiDictProxy, MultiMapping
 
 from bot.casework.context import Casework
 from bot.casework.desk import DeskError
@@ -27,7 +27,7 @@ def _date(value: str, end: bool) -> datetime:
     return from_local(moment)
 
 
-def queue_query(case: Casework, query: MultiDictProxy[str], page_size: int) -> QueueQuery:
+def queue_query(case: Casework, query: MultiMapping[str], page_size: int) -> QueueQuery:
     status = query.get("status") or None
     if status and status not in case.workflow.states:
         raise DeskError(f"没有状态 {status[:30]}")
@@ -51,7 +51,7 @@ def queue_query(case: Casework, query: MultiDictProxy[str], page_size: int) -> Q
                       page=int(page_text), page_size=page_size)
 
 
-def kept_filters(query: MultiDictProxy[str]) -> dict[str, str]:
+def kept_filters(query: MultiMapping[str]) -> dict[str, str]:
     """The filters to keep in page links and exports."""
     return {k: query[k] for k in FILTER_FIELDS if query.get(k)}
 
