@@ -44,9 +44,11 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     from bot.rating_page import setup_rating_page
 
     setup_rating_page(app)  # GET/POST /rating/{token}: the signed 回访 page (route name "rating")
+    from bot.api import create_api
     from bot.console import create_console
 
     app.add_subapp("/console/", create_console(settings))  # the staff console (bot/console/routes.py)
+    app.add_subapp("/api/v1/", create_api(settings))  # the JSON API (bot/api/routes.py)
 
     if settings.simulator_enabled:
         from bot.sim import setup_simulator

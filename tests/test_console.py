@@ -361,6 +361,8 @@ async def test_merging_a_duplicate_closes_it_into_the_other_ticket(client, sende
     second = await new_report(client, sender, second_openid, "我想反映一下情况，那个事情也很麻烦")
     browser = await staff("D01")
     ticket_page = await page(browser, f"/console/t/{second}")
+    plain = await console_form(browser, f"/console/t/{second}/act", ticket_page, action="merge")
+    assert plain.status == 400 and (await ticket_by_number(client, second)).status == "triage"
     response = await console_form(browser, f"/console/t/{second}/merge", ticket_page, into=first, note="")
     assert response.status == 303, await response.text()
     merged, target = await ticket_by_number(client, second), await ticket_by_number(client, first)

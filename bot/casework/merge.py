@@ -15,6 +15,13 @@ from storage.models import Ticket
 MERGE_ACTION = "merge"  # a transition of config/workflow.toml
 
 
+def check_plain_action(action: str) -> None:
+    """The merge action needs the other ticket: taken through `merge` only, never as a
+    plain action (the console's and the API's action forms ask this)."""
+    if action == MERGE_ACTION:
+        raise DeskError("合并重复请填写要合并到的工单编号（用合并功能）")
+
+
 async def merge(case: Casework, number: str, into: str, actor: Actor, note: str | None = None) -> Done:
     into = (into or "").strip()
     if not into:

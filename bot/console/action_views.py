@@ -57,8 +57,7 @@ async def act(request: web.Request) -> web.StreamResponse:
         category = text_field(form, "category", 48) if action == case.workflow.reroute_action else None
         area = text_field(form, "area_code", 32) if action == case.workflow.reroute_action else None
         desk.check_request(case, action, category, area)
-        if action == merge.MERGE_ACTION:
-            raise DeskError("合并重复请填写要合并到的工单编号（合并表单）")
+        merge.check_plain_action(action)
         if photo is not None:
             await remarks.attach_photo(case, number, actor, photo, text_field(form, "photo_label", 100))
         await desk.act(case, number, action, actor, note, category, area)
