@@ -95,18 +95,23 @@ def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
     from bot.access.tokens import api_tokens
     from bot.clock import format_local
 
-    async def run(db: Any) -> list[Any]:
-        async with db.session() as session:
-            return await api_tokens(session)
+    from sqlmodel import select
 
-    rows = asyncio.run(_with_db(settings, run))
+    from storage.models import Staff
+
+    async def run(db: Any) -> tuple[list[Any], dict[int, str]]:
+        async with db.session() as session:
+            logins = {p.id: f"{p.login} {p.name}" for p in (await session.exec(select(Staff))).all()}
+            return await api_tokens(session), logins
+
+    rows, logins = asyncio.run(_with_db(settings, run))
     if not rows:
         print("还没有 API 令牌（minyi token create --staff 工号）")
         return 0
     for row in rows:
         state = f"已吊销 {format_local(row.revoked_at)}" if row.revoked_at else "有效"
         used = format_local(row.last_used_at) if row.last_used_at else "未使用"
-        print(f"{row.id}\t{row.prefix}…\t工作人员 {row.staff_id}\t{row.label or ''}\t创建 {format_local(row.created_at)}"
+        print(f"{row.id}\t{row.prefix}…\t{logins.get(row.staff_id, row.staff_id)}\t{row.label or ''}\t创建 {format_local(row.created_at)}"
               f"\t最近使用 {used}\t{state}")
     return 0
 

@@ -158,8 +158,13 @@ async def test_tokens_missing_bad_revoked_or_of_a_disabled_account_are_401(clien
     assert row.last_used_at is not None and row.revoked_at is None
 
     code, out, err = await minyi(capsys, "token", "revoke", str(row.id))
-    assert code == 0, err
+    assert (code, out.strip()) == (0, f"令牌 {row.id} 已吊销"), err
     assert await g02.get("/me", expect=401) == error("unauthorized", INVALID)
+    code, out, err = await minyi(capsys, "token", "list")
+    [listed] = [line.split("\t") for line in out.splitlines() if line.startswith(f"{row.id}\t")]
+    assert (listed[1], listed[2], listed[3], listed[-1].split()[0]) == (f"{row.prefix}…", f"G02 {g02_staff.name}", "test",
+                                                                        "已吊销")
+    assert (await minyi(capsys, "token", "revoke", "999999"))[0] == 1
 
     g03 = Api(client, await token_for(capsys, "G03"))
     assert (await g03.get("/me"))["login"] == "G03"
