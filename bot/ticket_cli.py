@@ -12,8 +12,6 @@ from bot.settings import Settings
 
 T = TypeVar("T")
 # Audit events that are not workflow transitions, by their Chinese names.
-EVENT_NAMES = {"create": "提交", "recategorize": "改分类", "relocate": "改网格", "urge": "催办", "supplement": "群众补充",
-               "repeat": "二次投诉", "link_duplicate": "并入同一问题", "locate": "补充位置", "legal_basis": "紧急处理依据"}
 
 
 
@@ -84,47 +82,48 @@ async def _visible_to(case: Any, who: str) -> Any:
 
 
 def cmd_ticket_show(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.clock import format_local
+    from sqlmodel import col, select
+
+    from bot.casework.countdown import countdown
     from bot.casework.queries import events_of, find_ticket
+    from bot.casework.ticket_view import actor_label, event_label
+    from bot.clock import format_local, utcnow
+    from storage.models import Attachment
 
     async def run(services: Any) -> int:
         async with services.db.session() as s:
             ticket = await find_ticket(s, args.number)
             events = await events_of(s, ticket.id) if ticket and ticket.id is not None else []
+            attachments = list((await s.exec(select(Attachment).where(Attachment.ticket_id == ticket.id)
+                                             .order_by(col(Attachment.id))))) if ticket else []
         if ticket is None:
             print(f"没有工单 {args.number}", file=sys.stderr)
             return 1
-        taxonomy = services.router.taxonomy
-        print(f"工单 {ticket.number}（{services.workflow.label(ticket.status)}）")
+        case, taxonomy, workflow = services.case, services.router.taxonomy, services.workflow
+        print(f"工单 {ticket.number}（{workflow.label(ticket.status)}）")
         print(f"  类别：{taxonomy.label(ticket.category)}；紧急程度：{ticket.urgency}；"
               f"诉求类型：{ticket.appeal_type}")
         print(f"  部门：{taxonomy.department_name(ticket.department) or '-'}；"
               f"网格：{services.areas.full_name(ticket.area_code) or '未定位'}")
+        handler = actor_label(case, f"staff:{ticket.handler_id}") if ticket.handler_id else "未接单"
+        print(f"  时限：接单 {format_local(ticket.response_due_at) or '-'}，办结 {format_local(ticket.closure_due_at) or '-'}"
+              f"（{countdown(workflow, ticket, utcnow()).text}）；处理人：{handler}")
+        if ticket.address or ticket.lat is not None:
+            point = f"（{ticket.lat:.5f}, {ticket.lng:.5f}）" if ticket.lat is not None and ticket.lng is not None else ""
+            print(f"  位置：{ticket.address or ''}{point}")
         print(f"  内容：{ticket.description}")
-        workflow = services.workflow
-        escalation = services.sla.escalation
-        names = {**EVENT_NAMES, escalation.action: escalation.action_label,
-                 **{t.action: t.label for t in services.case.parts.transitions.values()},
-                 **{a: t.label for a, t in workflow.transitions.items()}}
+        for item in attachments:
+            stored = f"，已保存 {item.local_path}" if item.local_path else ""
+            who = actor_label(case, item.added_by) if item.added_by else "群众"
+            print(f"  附件：{item.kind} {item.label or ''}（{who}{stored}）")
         for e in events:
             move = f"{workflow.label(e.from_status) if e.from_status else ''}→{workflow.label(e.to_status)}" \
                 if e.to_status and e.to_status != e.from_status else ""
-            print(f"  {format_local(e.at)}  {names.get(e.action, e.action)} {move}  {_actor(services, e.actor)}  "
+            print(f"  {format_local(e.at)}  {event_label(case, e.action)} {move}  {actor_label(case, e.actor)}  "
                   f"{e.note or ''}")
         return 0
 
     return asyncio.run(with_services(settings, run))
-
-
-def _actor(services: Any, code: str) -> str:
-    """Who acted, as people read it: 陈静（G05）, 群众, 系统."""
-    from bot.casework.actors import RESIDENT_CODE, STAFF_PREFIX, SYSTEM_CODE
-
-    if code.startswith(STAFF_PREFIX) and code[len(STAFF_PREFIX):].isdigit():
-        person = services.case.org.record(int(code[len(STAFF_PREFIX):]))
-        if person is not None:
-            return f"{person.name}（{person.login or person.id}）"
-    return {RESIDENT_CODE: "群众", SYSTEM_CODE: "系统"}.get(code, code)
 
 
 def cmd_ticket_act(args: argparse.Namespace, settings: Settings) -> int:

@@ -72,6 +72,9 @@ async def test_a_reroute_moves_the_ticket_and_tells_everyone(client, sender, new
     [dispatch] = [line for line in out.splitlines() if "分拨/改派" in line]
     assert dispatch.endswith("  周建国（D01）  电梯由物业维保") and "staff:" not in out
     assert "  系统  分类：" in out and "  群众  群众通过公众号反映" in out
+    # The deadlines, how they stand and who handles it.
+    [deadlines] = [line for line in out.splitlines() if line.startswith("  时限：")]
+    assert deadlines.endswith("）；处理人：未接单") and "接单剩余" in deadlines
 
 
 async def test_a_reroute_to_a_stricter_category_shortens_the_deadlines(client, sender, new_openid, cli_env,

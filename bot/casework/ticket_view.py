@@ -46,8 +46,9 @@ class TicketView:
 
 # Event actions that are not workflow transitions, with their Chinese names.
 EVENT_LABELS = {"create": "群众反映", "recategorize": "改分类", "relocate": "改网格", "repeat": "二次投诉",
-                "link_duplicate": "关联重复", "urge": "催办", "supplement": "群众补充", "comment": "内部备注",
-                "supervise": "督办", "escalate": "升级督办", "sla_warning": "超时预警", "merge": "合并重复"}
+                "link_duplicate": "并入同一问题", "urge": "催办", "supplement": "群众补充", "comment": "内部备注",
+                "supervise": "督办", "escalate": "升级督办", "sla_warning": "超时预警", "merge": "合并重复",
+                "locate": "补充位置", "legal_basis": "紧急处理依据"}
 INTERNAL_EVENTS = frozenset({"comment"})
 # TicketChange fields (bot/casework/changes.py, sla_clock.py), in Chinese.
 FIELD_LABELS = {"status": "状态", "category": "分类", "department": "承办部门", "area_code": "网格",
@@ -80,8 +81,12 @@ def change_value(case: Casework, field_name: str, value: str | None) -> str:
 
 
 def event_label(case: Casework, action: str) -> str:
+    """The Chinese name of an event: a workflow, part or extra action, the SLA escalation,
+    or one of EVENT_LABELS."""
     if action in case.workflow.transitions or action in case.org.rights.extra_actions:
         return rights.action_label(case, action)
+    if action == case.sla.escalation.action:
+        return case.sla.escalation.action_label
     return EVENT_LABELS.get(action) or rights.action_label(case, action)
 
 
