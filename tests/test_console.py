@@ -503,3 +503,33 @@ async def test_a_liaison_sees_their_departments_tickets_lead_or_co_department(cl
     elevator = await new_report(client, sender, new_openid(), "幸福里小区3号楼电梯坏了，老人下不了楼")  # 市场监管, 住建
     text = await page(await staff("L03"), "/console/q/department")  # 城管
     assert [n for n in (fumes, garbage, elevator) if f'data-number="{n}"' in text] == [fumes, garbage]
+
+
+async def test_a_co_department_liaison_accepts_and_completes_their_part(client, sender, staff, new_openid):
+    from tests.steps import parts_of
+
+    number = await new_report(client, sender, new_openid(), "枫林小区楼下烧烤摊油烟太大，窗户都不敢开")  # 生态环境 + 城管
+    # The lead department's liaison may not take 城管's part (refused, audited, nothing moves).
+    lead = await staff("L05")
+    lead_page = await page(lead, f"/console/t/{number}")
+    assert "data-part=" not in lead_page
+    refused = await console_form(lead, f"/console/t/{number}/part", lead_page, department="urban_mgmt", word="done")
+    assert refused.status == 403
+    assert f"这不是您部门（生态环境）在工单 {number} 中的协办任务" in await refused.text()
+    assert [p.status for p in await parts_of(client, number)] == ["assigned"]
+    liaison = await staff("L03")  # 城管
+    ticket_page = await page(liaison, f"/console/t/{number}")
+    # 待协办: accept it, or report it done at once (config/workflow.toml part transitions).
+    assert ticket_page.count('data-part="urban_mgmt"') == 2 and 'data-word="accept"' in ticket_page
+    accepted = await console_form(liaison, f"/console/t/{number}/part", ticket_page, department="urban_mgmt",
+                                  word="accept", note="")
+    assert (accepted.status, accepted.headers["Location"]) == (303, f"/console/t/{number}?done=part_accept")
+    assert "已完成：协办接单" in await page(liaison, accepted.headers["Location"])
+    ticket_page = await page(liaison, f"/console/t/{number}")
+    assert ticket_page.count('data-part="urban_mgmt"') == 1 and 'data-word="accept"' not in ticket_page
+    done = await console_form(liaison, f"/console/t/{number}/part", ticket_page, department="urban_mgmt", word="done",
+                              note="已清理烧烤摊占道")
+    assert done.status == 303
+    [part] = await parts_of(client, number)
+    assert (part.department, part.status, part.handler_id) == (
+        "urban_mgmt", "done", int((await actor_code(client, "L03")).split(":")[1]))

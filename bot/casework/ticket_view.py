@@ -42,6 +42,18 @@ class TicketView:
     polygon: list[list[float]] | None  # [[lng, lat], …] of the ticket's grid
     handler_label: str | None
     actions: list[tuple[str, str]]  # (action, Chinese label) the viewer may take now
+    part_actions: list[PartAction] = field(default_factory=list)  # joint-dispatch part actions they may take
+
+
+@dataclass(frozen=True)
+class PartAction:
+    """A part action the viewer may take now: on `department`'s part, the part
+    transition `word` (as `minyi ticket part NUMBER DEPT WORD`)."""
+
+    department: str
+    department_name: str
+    word: str
+    label: str
 
 
 # Event actions that are not workflow transitions, with their Chinese names.
@@ -99,6 +111,17 @@ def available_actions(case: Casework, actor: Actor, ticket: Ticket) -> list[tupl
     return found
 
 
+def available_part_actions(case: Casework, actor: Actor, ticket: Ticket, parts: list[TicketPart]) -> list[PartAction]:
+    found = []
+    for part in parts:
+        for word, transition in case.parts.transitions.items():
+            if part.status in transition.sources and rights.may(case, actor, ticket, transition.action,
+                                                                 part=part.department):
+                found.append(PartAction(part.department, case.router.taxonomy.department_name(part.department),
+                                        word, transition.label))
+    return found
+
+
 async def _related(session: AsyncSession, ticket: Ticket) -> tuple[Ticket | None, list[Ticket], Ticket | None, list[Ticket]]:
     ids = [i for i in (ticket.duplicate_of_id, ticket.repeat_of_id) if i is not None]
     statement = select(Ticket).where(or_(col(Ticket.duplicate_of_id) == ticket.id, col(Ticket.repeat_of_id) == ticket.id,
@@ -130,4 +153,5 @@ async def ticket_view(case: Casework, session: AsyncSession, actor: Actor, ticke
     handler = case.org.record(ticket.handler_id) if ticket.handler_id else None
     return TicketView(ticket, countdown(case.workflow, ticket, now), timeline, attachments, parts, ratings, original,
                       duplicates, repeat_of, repeats, (area.polygon or None) if area else None,
-                      Actor.of_staff(handler).label if handler else None, available_actions(case, actor, ticket))
+                      Actor.of_staff(handler).label if handler else None, available_actions(case, actor, ticket),
+                      available_part_actions(case, actor, ticket, parts))

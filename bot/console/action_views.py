@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
-from bot.casework import desk, merge, remarks
+from bot.casework import desk, merge, parts, remarks
 from bot.casework.actors import Actor
 from bot.casework.context import Casework
 from bot.casework.desk import DeskError, Refused
@@ -98,6 +98,18 @@ async def _photo(case: Casework, number: str, actor: Actor, form: MultiDictProxy
 
 async def _merge(case: Casework, number: str, actor: Actor, form: MultiDictProxy) -> object:
     return await merge.merge(case, number, text_field(form, "into", 32) or "", actor, text_field(form, "note"))
+
+
+async def _part(case: Casework, number: str, actor: Actor, form: MultiDictProxy) -> object:
+    return await parts.act_on_part(case, number, text_field(form, "department", 32) or "",
+                                   text_field(form, "word", 16) or "", actor, text_field(form, "note"))
+
+
+async def part_action(request: web.Request) -> web.StreamResponse:
+    """A co-department's part of a joint ticket (协办接单 / 协办办结)."""
+    word = str((await request.post()).get("word") or "")
+    transition = request.config_dict[SERVICES].case.parts.transitions.get(word)
+    return await _on_ticket(request, _part, transition.action if transition else "")
 
 
 async def comment(request: web.Request) -> web.StreamResponse:

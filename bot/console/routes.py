@@ -25,6 +25,7 @@ def setup_routes(app: web.Application, static: Path) -> None:
     r.add_post("/t/{number}/supervise", action_views.supervise, name="supervise")
     r.add_post("/t/{number}/photo", action_views.photo, name="add_photo")
     r.add_post("/t/{number}/merge", action_views.merge_into, name="merge")
+    r.add_post("/t/{number}/part", action_views.part_action, name="part")
     r.add_get("/media/{attachment}", ticket_views.photo, name="photo")
     r.add_get("/admin/staff", admin_views.staff_page, name="admin_staff")
     r.add_post("/admin/staff", admin_views.staff_save, name="admin_staff_save")

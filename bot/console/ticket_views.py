@@ -77,7 +77,9 @@ def _done_label(case, code: str | None) -> str | None:  # type: ignore[no-untype
     string is anyone's to write)."""
     if not code or len(code) > 32:
         return None
-    known = code in case.workflow.transitions or code in case.org.rights.extra_actions or code in EVENT_LABELS
+    part_actions = {t.action for t in case.parts.transitions.values()}
+    known = (code in case.workflow.transitions or code in case.org.rights.extra_actions or code in EVENT_LABELS
+             or code in part_actions)
     return event_label(case, code) if known else None
 
 
