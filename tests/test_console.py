@@ -408,7 +408,9 @@ async def test_every_view_of_a_ticket_is_audited_and_an_admin_reads_the_record(c
     assert (code, out.strip()) == (0, "已设置 A01 管理员甲 的控制台密码；此前的登录已全部退出")
     assert (await console_login(admin, "A01", "admin-pass-2026")).status == 303
     record = await page(admin, f"/console/admin/audit?target={number}")
-    assert record.count("查看工单（控制台）") == 2
+    assert record.count("查看工单（控制台）") == 2 and record.count("<td>允许</td>") == 2
+    by_login = await page(admin, "/console/admin/audit?actor=A01")  # a 工号 is taken for the actor's code
+    assert "<td>登录</td>" in by_login and "查看工单" not in by_login
 
 
 # ---------------------------------------------------------------- exports

@@ -22,6 +22,12 @@ from storage.models import AuditEntry, Staff
 
 CONSOLE_SOURCE = "控制台"
 AUDIT_PAGE = 100
+# Audit actions that are not ticket actions (those are named by rights.action_label), and
+# outcomes, as an admin reads them.
+AUDIT_ACTIONS = {"login": "登录", "export": "导出", "org_import": "导入组织架构", "staff_enable": "启用人员",
+                 "staff_disable": "停用人员", "staff_invite": "生成绑定邀请码", "staff_passwd": "设置密码",
+                 "token_create": "创建 API 令牌", "token_revoke": "吊销 API 令牌", "bind": "绑定微信"}
+OUTCOMES = {"done": "完成", "allowed": "允许", "refused": "拒绝", "bound": "已绑定"}
 
 
 def _admin(request: web.Request, action: str = rights.MANAGE_STAFF) -> web.Response | None:
@@ -142,13 +148,16 @@ async def audit_page(request: web.Request) -> web.Response:
     if refused:
         return refused
     services = request.config_dict[SERVICES]
+    case = services.case
     target = (request.query.get("target") or "").strip()[:64] or None
     who = (request.query.get("actor") or "").strip()[:64] or None
+    person = case.org.find_any(who) if who else None  # a 工号 or name is taken for its actor code
+    code = f"staff:{person.id}" if person is not None else who
     statement = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(AUDIT_PAGE)
     if target:
         statement = statement.where(AuditEntry.target == target)
-    if who:
-        statement = statement.where(AuditEntry.actor == who)
+    if code:
+        statement = statement.where(AuditEntry.actor == code)
     async with services.db.session() as session:
         entries = list((await session.exec(statement)).all())
     from bot.casework.ticket_view import actor_label
@@ -156,4 +165,5 @@ async def audit_page(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template("admin_audit.html", request, {
         **_frame(request), "entries": entries, "target": target or "", "actor": who or "",
         "actor_label": lambda code: actor_label(services.case, code),
-        "action_label": lambda code: rights.action_label(services.case, code)})
+        "action_label": lambda action: AUDIT_ACTIONS.get(action) or rights.action_label(case, action),
+        "outcome_label": lambda outcome: OUTCOMES.get(outcome, outcome)})
