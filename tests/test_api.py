@@ -5,7 +5,8 @@ their actor, the audit trail) and on the exact status and error code of each ans
 
 The demo staff (config/demo/staff.toml): G01 is the grid worker of 枫林第一网格
 (西山街道), G05 of 幸福里第一网格 (东湖街道); D01 the district dispatcher; S02 the
-supervisor of 西山街道.
+supervisor of 西山街道; L03 the 城管 (urban_mgmt) liaison, L05 the 生态环境 (environment)
+one.
 """
 
 from __future__ import annotations
@@ -23,18 +24,21 @@ from sqlmodel import col, select
 
 from bot.api.auth import INVALID, MISSING
 from bot.api.routes import ROUTES
-from bot.casework import desk
+from bot.casework import desk, parts
+from bot.casework.actors import Actor
 from bot.casework.desk import DeskError
 from bot.clock import to_local, utcnow
 from storage.models import ApiToken, Attachment, Ticket, TicketEvent
 from tests.conftest import services_of
-from tests.steps import actor_code, audit_entries, events_of, follow, minyi, report, staff_member, ticket_by_number
+from tests.steps import (actor_code, audit_entries, events_of, follow, minyi, parts_of, report, staff_member,
+                         ticket_by_number)
 
 GARBAGE = "枫林小区垃圾桶满了好几天没人清运，臭气熏天"  # garbage: 枫林第一网格 (G01), 城管
 STREETLIGHT = "枫林小区路灯坏了好几盏，晚上黑漆漆的"  # 枫林第一网格
 SEWER = "枫林小区门口下水道堵了，污水漫到路上"  # 枫林第一网格
 WITH_PHONE = "枫林小区垃圾桶满了没人清运，有事打我电话13812345678"  # garbage: 枫林第一网格
 ELEVATOR = "幸福里小区3号楼电梯坏了，老人下不了楼"  # elevator: 幸福里第一网格 (G05), another street
+FUMES = "枫林小区楼下烧烤摊油烟太大，窗户都不敢开"  # 联合派单: 生态环境 (L05) leads, 城管 (L03) joins; 枫林第一网格
 G01_GRID, G02_GRID = "420199001001001", "420199001001002"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(17)
 VIEW_NOTE = "查看工单（API）"
@@ -334,6 +338,83 @@ async def test_comments_supervision_photos_and_merge(client, sender, new_openid,
     assert await d01.post(f"/tickets/{number}/merge", {"into": duplicate}, expect=409) == error(
         "conflict", f"工单 {duplicate} 已办结或已合并，不能作为合并目标")
     assert (await ticket_by_number(client, number)).status == "dispatched"
+
+
+async def test_a_co_department_works_its_part_through_the_api(client, sender, new_openid, cli_env, capsys):
+    number = await new_ticket(client, sender, new_openid(), FUMES)
+    ticket = await ticket_by_number(client, number)
+    assert (ticket.department, ticket.co_departments) == ("environment", ["urban_mgmt"])
+    assert [(p.department, p.status) for p in await parts_of(client, number)] == [("urban_mgmt", "assigned")]
+    l03, l05 = Api(client, await token_for(capsys, "L03")), Api(client, await token_for(capsys, "L05"))
+    l03_code, l05_code = await actor_code(client, "L03"), await actor_code(client, "L05")
+    path = f"/tickets/{number}/parts"
+
+    def part_actions(detail: dict) -> list[tuple]:
+        return [(a["department"], a["department_name"], a["word"], a["label"]) for a in detail["part_actions"]]
+
+    # 城管's liaison may take its part (接单, or 办结 straight away); the lead's liaison has no part to work.
+    assert part_actions(await l03.get(f"/tickets/{number}")) == [("urban_mgmt", "城管", "accept", "协办接单"),
+                                                                  ("urban_mgmt", "城管", "done", "协办办结")]
+    assert part_actions(await l05.get(f"/tickets/{number}")) == []
+
+    # The lead department's liaison may not work 城管's part: refused, audited, nothing moves.
+    reason = (f"这不是您部门（生态环境）在工单 {number} 中的协办任务；"
+              "您对此工单只能：接单、请群众补充、上传照片、内部备注、办结、继续处置、退回、开始处置、查看")
+    refused = await l05.post(path, {"department": "urban_mgmt", "action": "done"}, expect=403)
+    assert refused == error("forbidden", reason)
+    assert await last_audit(client, number) == (l05_code, "part_done", number, "refused", reason)
+    assert [(p.status, p.handler_id) for p in await parts_of(client, number)] == [("assigned", None)]
+    # Nor may someone who cannot view the ticket (G05, another street): the view refusal, audited as the part action.
+    g05 = Api(client, await token_for(capsys, "G05"))
+    hidden = await g05.post(path, {"department": "urban_mgmt", "action": "accept"}, expect=403)
+    assert hidden["error"]["code"] == "forbidden"
+    assert await last_audit(client, number) == (await actor_code(client, "G05"), "part_accept", number, "refused",
+                                                hidden["error"]["message"])
+
+    accepted = await l03.post(path, {"department": "urban_mgmt", "action": "accept"})
+    assert accepted == {"number": number, "department": "urban_mgmt", "department_name": "城管",
+                        "from_status": "assigned", "from_status_label": "待协办", "to_status": "accepted",
+                        "to_status_label": "协办中", "all_done": False, "notices": 0}
+    [part] = await parts_of(client, number)
+    assert (part.status, f"staff:{part.handler_id}", part.done_at) == ("accepted", l03_code, None)
+    assert part.accepted_at is not None
+    assert part_actions(await l03.get(f"/tickets/{number}")) == [("urban_mgmt", "城管", "done", "协办办结")]
+
+    done = await l03.post(path, {"department": "urban_mgmt", "action": "done", "note": "已取缔露天烧烤"})
+    assert {k: v for k, v in done.items() if k != "notices"} == {
+        "number": number, "department": "urban_mgmt", "department_name": "城管", "from_status": "accepted",
+        "from_status_label": "协办中", "to_status": "done", "to_status_label": "协办已办结", "all_done": True}
+    assert done["notices"] >= 1  # the lead is told every part is done
+    [part] = await parts_of(client, number)
+    assert (part.status, f"staff:{part.handler_id}", part.note) == ("done", l03_code, "已取缔露天烧烤")
+    assert part.done_at is not None
+    assert await staff_events(client, number, "L03") == [
+        ("part_accept", "dispatched", "dispatched", "城管：协办接单"),
+        ("part_done", "dispatched", "dispatched", "城管：协办办结，已取缔露天烧烤")]
+    detail = await l03.get(f"/tickets/{number}")
+    assert part_actions(detail) == []
+    assert [(p["department"], p["status"], p["handler"]["login"]) for p in detail["parts"]] == [
+        ("urban_mgmt", "done", "L03")]
+
+    # Done twice: the part's state does not allow it (409).
+    again = await l03.post(path, {"department": "urban_mgmt", "action": "done"}, expect=409)
+    assert again == error("conflict", "城管的协办任务当前为「协办已办结」，不能「协办办结」")
+
+    # An unknown department (codes only, not names), a department with no part of the ticket, an unknown word: 400.
+    assert await l03.post(path, {"department": "nope", "action": "done"}, expect=400) == error(
+        "invalid_request", "没有部门代码 nope（部门见 GET /categories）")
+    assert await l03.post(path, {"department": "城管", "action": "done"}, expect=400) == error(
+        "invalid_request", "没有部门代码 城管（部门见 GET /categories）")
+    assert await l03.post(path, {"department": "police", "action": "accept"}, expect=400) == error(
+        "invalid_request", f"工单 {number} 没有公安的协办任务")
+    with pytest.raises(DeskError) as expected:
+        await parts.act_on_part(services_of(client).case, number, "urban_mgmt", "fly",
+                                Actor.of_staff(await staff_member(client, "L03")))
+    assert await l03.post(path, {"department": "urban_mgmt", "action": "fly"}, expect=400) == error(
+        "invalid_request", str(expected.value))
+    assert await l03.post(path, {"action": "done"}, expect=400) == error("invalid_body", "缺少字段 department")
+    assert len(await staff_events(client, number, "L03")) == 2
+    assert await staff_events(client, number, "L05") == []
 
 
 # ---------------------------------------------------------------- exports and filters

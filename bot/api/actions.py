@@ -1,8 +1,8 @@
-"""Working tickets: workflow actions (desk.act), bulk dispatch, internal notes, 督办,
-photos and 合并重复 — the casework functions the CLI and the console call, so rights,
-audit, events and notices are theirs. The API only maps their answers to HTTP:
-Refused → 403, a value the domain does not take → 400, a state that does not allow the
-action now → 409."""
+"""Working tickets: workflow actions (desk.act), bulk dispatch, joint-dispatch parts
+(parts.act_on_part), internal notes, 督办, photos and 合并重复 — the casework functions
+the CLI and the console call, so rights, audit, events and notices are theirs. The API
+only maps their answers to HTTP: Refused → 403, a value the domain does not take → 400,
+a state that does not allow the action now → 409."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from aiohttp import web
 from bot.api.auth import actor_of
 from bot.api.errors import ApiError
 from bot.api.inputs import parse_body, parse_photo
-from bot.api.serialize import done_json
-from bot.api.specs import ACTION, BULK_DISPATCH, COMMENT, MAX_LABEL_CHARS, MERGE, SUPERVISE
+from bot.api.serialize import done_json, part_done_json
+from bot.api.specs import ACTION, BULK_DISPATCH, COMMENT, MAX_LABEL_CHARS, MERGE, PART, SUPERVISE
 from bot.api.views import casework, reply, visible_ticket
-from bot.casework import desk, merge, remarks
+from bot.casework import desk, merge, parts, remarks
 from bot.casework.actors import Actor
 from bot.casework.context import Casework
 from bot.casework.desk import DeskError, Refused
@@ -82,6 +82,28 @@ async def bulk_dispatch(request: web.Request) -> web.Response:
     results = [await _dispatch_one(case, actor, number, action, body) for number in body["numbers"]]
     succeeded = sum(1 for r in results if r["ok"])
     return reply({"action": action, "succeeded": succeeded, "failed": len(results) - succeeded, "results": results})
+
+
+async def act_on_part(request: web.Request) -> web.Response:
+    """联合派单: `minyi ticket part NUMBER DEPT WORD` over HTTP."""
+    case, actor = casework(request), actor_of(request)
+    number = request.match_info["number"]
+    body = await parse_body(request, PART)
+    department, word = body["department"], body["action"]
+    transition = case.parts.transitions.get(word)
+    # Audited under the part action tried (the word itself when there is none, as the CLI does).
+    ticket = await visible_ticket(case, actor, number, transition.action if transition else word)
+    if department not in case.router.taxonomy.departments:  # codes only; the CLI also takes names
+        raise ApiError("invalid_request", f"没有部门代码 {department}（部门见 GET /categories）")
+    async with case.db.session() as session:
+        has_part = any(p.department == department for p in await parts.parts_of(session, ticket.id or 0))
+    try:
+        done = await parts.act_on_part(case, number, department, word, actor, body["note"])
+    except DeskError as exc:
+        # An unknown word or a department with no part of this ticket is bad input (400);
+        # with both right, what stands in the way is the part's state (409).
+        raise failure(exc, conflict=transition is not None and has_part) from None
+    return reply(part_done_json(case, done))
 
 
 async def add_comment(request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ from typing import Any
 from bot.api.errors import CODES
 from bot.api.inputs import MAX_ROW_ID, NUMBER_PATTERN, TEXT_PATTERN, Body, Param
 from bot.api.keys import ApiState
-from bot.api.specs import ACTION, BULK_DISPATCH, COMMENT, MAX_LABEL_CHARS, MERGE, SUPERVISE
+from bot.api.specs import ACTION, BULK_DISPATCH, COMMENT, MAX_LABEL_CHARS, MERGE, PART, SUPERVISE
 from bot.casework.context import Casework
 from bot.casework.countdown import CLOCK_LABELS, LEVEL_LABELS
 
@@ -98,6 +98,8 @@ def schemas() -> dict[str, Any]:
         "polygon": optional({**array({**array({"type": "number"}), "minItems": 2, "maxItems": 2}),
                              "description": "The grid's boundary, [[lng, lat], …]"}),
         "actions": array(ref("ActionLabel")),
+        "part_actions": {**array(ref("PartAction")),
+                         "description": "The joint-dispatch part actions the caller may take now (POST parts)"},
         "remarks": {**array(ref("ActionLabel")),
                     "description": "Of comment, supervise, attach: those the caller may add (POST comments, supervisions, photos)"},
     }
@@ -136,6 +138,17 @@ def schemas() -> dict[str, Any]:
         "Part": closed({"department": STRING, "department_name": STRING, "status": STRING, "status_label": STRING,
                         "handler": optional(ref("StaffRef")), "note": OPTIONAL_STRING, "created_at": TIME,
                         "accepted_at": OPTIONAL_TIME, "done_at": OPTIONAL_TIME}),
+        "PartAction": closed({"department": {"type": "string", "description": "The part's department (its code)"},
+                              "department_name": STRING,
+                              "word": {"type": "string", "description": "The part action, as POST parts takes it"},
+                              "label": STRING}),
+        "PartResult": closed({"number": STRING, "department": STRING, "department_name": STRING,
+                              "from_status": {"type": "string", "description": "A part state (GET /workflow part_states)"},
+                              "from_status_label": STRING, "to_status": STRING, "to_status_label": STRING,
+                              "all_done": {"type": "boolean",
+                                           "description": "Every part of the ticket is done: the lead may close it"},
+                              "notices": {"type": "integer",
+                                          "description": "Notices queued (the lead's handler told all parts are done)"}}),
         "Rating": closed({"round": INTEGER, "channel": OPTIONAL_STRING, "satisfaction": OPTIONAL_STRING,
                           "resolution": OPTIONAL_STRING, "comment": OPTIONAL_STRING, "asked_at": TIME,
                           "answered_at": OPTIONAL_TIME}),
@@ -178,7 +191,7 @@ ERROR_TEXT = {
     403: "The caller's rights do not allow it (the refusal is audited)",
     404: "No such ticket (or photo)",
     408: "The body did not arrive in time",
-    409: "The ticket's state does not allow it now",
+    409: "The ticket's (or the part's) state does not allow it now",
     413: "The body is too large",
     415: "The body is not of the operation's media type",
     503: "Too many bodies arriving at once; retry",
@@ -233,11 +246,18 @@ OPERATIONS: dict[str, Operation] = {
     "ticket": Operation("One ticket with its timeline, attachments, parts, ratings and the caller's actions",
                         "Tickets", response="TicketDetail", errors=(403, 404),
                         links={"photo": {**SAME_TICKET, "attachment_id": "$response.body#/attachments/0/id"},
-                               "action": SAME_TICKET, "comment": SAME_TICKET, "supervise": SAME_TICKET,
-                               "merge": SAME_TICKET},
+                               "action": SAME_TICKET, "part": SAME_TICKET, "comment": SAME_TICKET,
+                               "supervise": SAME_TICKET, "merge": SAME_TICKET},
                         description="Every view is audited; a refusal too."),
     "action": Operation("Take a workflow action", "Tickets", response="ActionResult",
                         errors=(*BODY_ERRORS, 403, 404, 409), body=ACTION),
+    "part": Operation("联合派单: work a co-department's part of a joint ticket", "Tickets", response="PartResult",
+                      errors=(*BODY_ERRORS, 403, 404, 409), body=PART,
+                      description="A liaison of the part's department accepts or finishes it (config/rights.toml, "
+                                  "scope part); the lead cannot take the workflow's blocked actions (办结) until every "
+                                  "part is done. A department with no part of the ticket, or an unknown action, is a "
+                                  "400; a part in a state the action does not leave from is a 409. The detail's "
+                                  "part_actions lists what the caller may take."),
     "comment": Operation("Add an internal note", "Tickets", success=201, response="Added",
                          errors=(*BODY_ERRORS, 403, 404), body=COMMENT),
     "supervise": Operation("督办: tell the handler to hurry", "Tickets", success=201, response="Added",

@@ -38,6 +38,7 @@ ROUTES: tuple[Route, ...] = (
     Route("bulk_dispatch", "POST", "/tickets/dispatch", actions.bulk_dispatch),
     Route("ticket", "GET", "/tickets/{number}", views.get_ticket),
     Route("action", "POST", "/tickets/{number}/actions", actions.take_action),
+    Route("part", "POST", "/tickets/{number}/parts", actions.act_on_part),
     Route("comment", "POST", "/tickets/{number}/comments", actions.add_comment),
     Route("supervise", "POST", "/tickets/{number}/supervisions", actions.add_supervision),
     Route("attach", "POST", "/tickets/{number}/photos", actions.add_photo),

@@ -14,6 +14,7 @@ from bot.casework.context import Casework
 from bot.casework.countdown import Countdown, countdown
 from bot.casework.desk import Done
 from bot.casework.masking import mask
+from bot.casework.parts import PartDone
 from bot.casework.queues import Queue, QueuePage
 from bot.casework.ticket_view import TicketView, actor_label
 from bot.clock import to_local
@@ -161,6 +162,8 @@ def ticket_detail(case: Casework, view: TicketView, actor: Actor, now: datetime,
                     "repeats": [ticket_ref(case, t) for t in view.repeats]},
         "polygon": _polygon(view.polygon),
         "actions": [{"action": action, "label": label} for action, label in view.actions],
+        "part_actions": [{"department": p.department, "department_name": p.department_name, "word": p.word,
+                          "label": p.label} for p in view.part_actions],
         "remarks": [{"action": action, "label": rights.action_label(case, action)}
                     for action in REMARKS if rights.may(case, actor, ticket, action)],
     }
@@ -171,6 +174,14 @@ def done_json(case: Casework, done: Done) -> dict[str, Any]:
             "to_status": done.to_status, "to_status_label": case.workflow.label(done.to_status),
             "category": done.category, "area_code": done.area_code, "recategorized": done.recategorized,
             "notices": done.notices}
+
+
+def part_done_json(case: Casework, done: PartDone) -> dict[str, Any]:
+    return {"number": done.number, "department": done.department,
+            "department_name": case.router.taxonomy.department_name(done.department),
+            "from_status": done.from_status, "from_status_label": case.parts.label(done.from_status),
+            "to_status": done.to_status, "to_status_label": case.parts.label(done.to_status),
+            "all_done": done.all_done, "notices": done.notices}
 
 
 def staff_json(case: Casework, staff: Staff) -> dict[str, Any]:

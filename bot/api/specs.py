@@ -35,6 +35,14 @@ def _actions(case: Casework) -> list[str]:
     return list(case.workflow.transitions)
 
 
+def _departments(case: Casework) -> list[str]:
+    return list(case.router.taxonomy.departments)
+
+
+def _part_words(case: Casework) -> list[str]:
+    return list(case.parts.transitions)
+
+
 def filter_params(queues: tuple[Queue, ...]) -> tuple[Param, ...]:
     codes = tuple(q.code for q in queues)
     return (
@@ -94,3 +102,12 @@ MERGE = Body((
     Field("into", "text", "The open ticket of the same problem to merge into", required=True, pattern=NUMBER_PATTERN),
     NOTE,
 ), "合并重复: this ticket is closed as a duplicate of `into`", {"into": "20260105-0001"})
+
+PART = Body((
+    Field("department", "text", "The co-department whose part it is: a department code of config/taxonomy.toml "
+          "(GET /categories); the ticket must have a part of it", required=True, max_length=32, choices=_departments),
+    Field("action", "text", "A part action: the word of a part transition of config/workflow.toml [part]", required=True,
+          max_length=32, choices=_part_words),
+    Field("note", "text", "What was done (kept on the part and in the ticket's timeline)", max_length=MAX_NOTE_CHARS),
+), "联合派单: a co-department works its part of a joint ticket, as `minyi ticket part`: rights checked "
+   "(the part's department), refusals audited", {"department": "urban_mgmt", "action": "accept", "note": "已安排执法队员"})
