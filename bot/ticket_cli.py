@@ -127,6 +127,7 @@ def cmd_ticket_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ticket_act(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.casework import merge
     from bot.casework.actors import Actor
     from bot.casework.desk import DeskError, act, audit_refusal
 
@@ -139,8 +140,13 @@ def cmd_ticket_act(args: argparse.Namespace, settings: Settings) -> int:
             print(reason, file=sys.stderr)
             return 1
         try:
-            done = await act(case, args.number, args.action, Actor.of_staff(staff), args.note, args.category,
-                             args.grid)
+            if args.action == merge.MERGE_ACTION:  # it needs the other ticket, to link it
+                done = await merge.merge(case, args.number, args.into or "", Actor.of_staff(staff), args.note)
+            else:
+                if args.into:
+                    raise DeskError("--into 只用于合并重复（merge）")
+                done = await act(case, args.number, args.action, Actor.of_staff(staff), args.note, args.category,
+                                 args.grid)
         except DeskError as exc:
             print(str(exc), file=sys.stderr)
             return 1
@@ -183,5 +189,6 @@ def add_ticket_commands(sub: Any, workflow_actions: dict[str, str]) -> Any:
     act.add_argument("--note", help="处理说明（会发给群众）")
     act.add_argument("--category", help="改为此分类代码（仅 dispatch）")
     act.add_argument("--grid", help="改为此网格编码（仅 dispatch）")
+    act.add_argument("--into", metavar="工单编号", help="合并到此工单（仅 merge：本单作为它的重复诉求一并办理）")
     act.set_defaults(func=cmd_ticket_act)
     return ticket_sub

@@ -108,7 +108,12 @@ async def test_the_right_role_may_take_the_action(client, sender, new_openid, cl
     number = await new_ticket(client, sender, new_openid())
     for step, by in steps:
         await act(capsys, number, step, by)
-    await act(capsys, number, action, login)
+    if action == "merge":  # the other ticket it is merged into (bot/casework/merge.py links them)
+        other = await new_ticket(client, sender, new_openid(), FUMES)
+        await run(capsys, "ticket", "act", number, action, "--by", login, "--into", other)
+        assert (await ticket_by_number(client, number)).duplicate_of_id == (await ticket_by_number(client, other)).id
+    else:
+        await act(capsys, number, action, login)
     assert [e for e in await audit_entries(client, number) if e.outcome == "refused"] == []
     # The move happened, by that staff member: the state the transition leads to, and its event.
     workflow = services_of(client).workflow
