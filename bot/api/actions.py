@@ -6,7 +6,7 @@ a state that does not allow the action now → 409."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -106,40 +106,37 @@ async def act_on_part(request: web.Request) -> web.Response:
     return reply(part_done_json(case, done))
 
 
-async def add_comment(request: web.Request) -> web.Response:
+async def _remark(request: web.Request, action: str, add: Callable[[Casework, str, Actor, Any], Awaitable[Added]],
+                  value: Any) -> web.Response:
+    """A remark (casework/remarks.py) on the ticket of the URL: the view check first, then
+    `add(case, number, actor, value)`; 201 with the event it wrote."""
     case, actor = casework(request), actor_of(request)
     number = request.match_info["number"]
-    body = await parse_body(request, COMMENT)
-    await visible_ticket(case, actor, number, remarks.COMMENT)
+    await visible_ticket(case, actor, number, action)
     try:
-        added = await remarks.comment(case, number, actor, body["text"])
+        added = await add(case, number, actor, value)
     except DeskError as exc:
         raise failure(exc, conflict=False) from None
     return reply(added_json(added), CREATED)
+
+
+async def add_comment(request: web.Request) -> web.Response:
+    body = await parse_body(request, COMMENT)
+    return await _remark(request, remarks.COMMENT, remarks.comment, body["text"])
 
 
 async def add_supervision(request: web.Request) -> web.Response:
-    case, actor = casework(request), actor_of(request)
-    number = request.match_info["number"]
     body = await parse_body(request, SUPERVISE)
-    await visible_ticket(case, actor, number, remarks.SUPERVISE)
-    try:
-        added = await remarks.supervise(case, number, actor, body["note"])
-    except DeskError as exc:
-        raise failure(exc, conflict=False) from None
-    return reply(added_json(added), CREATED)
+    return await _remark(request, remarks.SUPERVISE, remarks.supervise, body["note"])
 
 
 async def add_photo(request: web.Request) -> web.Response:
-    case, actor = casework(request), actor_of(request)
-    number = request.match_info["number"]
     upload = await parse_photo(request, remarks.MAX_PHOTO_BYTES, MAX_LABEL_CHARS)
-    await visible_ticket(case, actor, number, remarks.ATTACH)
-    try:
-        added = await remarks.attach_photo(case, number, actor, upload.content, upload.label)
-    except DeskError as exc:
-        raise failure(exc, conflict=False) from None
-    return reply(added_json(added), CREATED)
+
+    async def attach(case: Casework, number: str, actor: Actor, _: Any) -> Added:
+        return await remarks.attach_photo(case, number, actor, upload.content, upload.label)
+
+    return await _remark(request, remarks.ATTACH, attach, None)
 
 
 async def merge_ticket(request: web.Request) -> web.Response:
