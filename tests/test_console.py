@@ -535,3 +535,29 @@ async def test_a_co_department_liaison_accepts_and_completes_their_part(client, 
     [part] = await parts_of(client, number)
     assert (part.department, part.status, part.handler_id) == (
         "urban_mgmt", "done", int((await actor_code(client, "L03")).split(":")[1]))
+
+
+async def test_moving_a_ticket_on_comes_before_turning_it_away(client, sender, staff, new_openid, capsys, cli_env):
+    from tests.steps import staff_act
+
+    number = await new_report(client, sender, new_openid())
+    await staff_act(capsys, number, "G01", "accept")
+    text = await page(await staff("G01"), f"/console/t/{number}")
+    order = [a for a in ("start", "ask_resident", "resolve", "send_back") if f'data-action="{a}"' in text]
+    assert sorted(order, key=lambda a: text.index(f'data-action="{a}"')) == ["start", "ask_resident", "resolve", "send_back"]
+
+
+def test_a_console_config_naming_an_unknown_action_is_refused_at_start(tmp_path):
+    import dataclasses
+    import shutil
+
+    from bot.console import create_console
+    from bot.settings import CONFIG_DIR, load_settings
+
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    path = config / "console.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace('photo_actions = ["resolve"]', 'photo_actions = ["fly"]'),
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match="fly"):
+        create_console(dataclasses.replace(load_settings({}), config_dir=config))

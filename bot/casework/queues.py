@@ -68,6 +68,11 @@ def photo_actions(config_dir: Path) -> frozenset[str]:
     return frozenset(_read(config_dir).get("ticket", {}).get("photo_actions", ()))
 
 
+def secondary_actions(config_dir: Path) -> frozenset[str]:
+    """Actions the ticket page shows last, as plain buttons ([ticket] secondary_actions)."""
+    return frozenset(_read(config_dir).get("ticket", {}).get("secondary_actions", ()))
+
+
 def load_queues(config_dir: Path) -> tuple[Queue, ...]:
     raw = _read(config_dir)
     queues = tuple(Queue(q["code"], q["label"], q["filter"], q.get("kind"), bool(q.get("open", True)),

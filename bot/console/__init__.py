@@ -10,6 +10,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from bot.casework.workflow import Workflow
 from bot.console.auth import security_headers, session_middleware
 from bot.console.keys import CONSOLE
 from bot.console.render import FILTERS, GLOBALS, Console
@@ -21,7 +22,9 @@ HERE = Path(__file__).parent
 
 def create_console(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security_headers, session_middleware])
-    app[CONSOLE] = Console.load(settings)
+    console = Console.load(settings)
+    console.check(set(Workflow.load(settings.config_dir / "workflow.toml").transitions))
+    app[CONSOLE] = console
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                undefined=jinja2.StrictUndefined)
     env.filters.update(FILTERS)

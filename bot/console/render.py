@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.casework.queues import Queue, load_queues, photo_actions
+from bot.casework.queues import Queue, load_queues, photo_actions, secondary_actions
 from bot.clock import to_local
 from bot.settings import ConsoleSettings, Settings
 
@@ -18,11 +18,19 @@ class Console:
     queues: tuple[Queue, ...]
     secure_cookies: bool  # the public URL is https
     photo_actions: frozenset[str]  # actions whose form takes a photo
+    secondary_actions: frozenset[str]  # shown last, as plain buttons
+
+    def check(self, actions: set[str]) -> None:
+        """Every action config/console.toml names is a workflow action (checked at start)."""
+        unknown = (self.photo_actions | self.secondary_actions) - actions
+        if unknown:
+            raise ValueError(f"config/console.toml names unknown workflow actions: {sorted(unknown)}")
 
     @classmethod
     def load(cls, settings: Settings) -> "Console":
         return cls(settings.console, load_queues(settings.config_dir),
-                   settings.server.public_url.lower().startswith("https://"), photo_actions(settings.config_dir))
+                   settings.server.public_url.lower().startswith("https://"), photo_actions(settings.config_dir),
+                   secondary_actions(settings.config_dir))
 
 
 def local_time(moment: datetime | None, pattern: str = "%m-%d %H:%M") -> str:

@@ -62,7 +62,10 @@ async def ticket_page(request: web.Request) -> web.Response:
         "may_comment": rights.may(case, actor, ticket, "comment"),
         "may_supervise": rights.may(case, actor, ticket, "supervise"),
         "may_merge": any(a == MERGE_ACTION for a, _ in view.actions),
-        "actions": [(a, label) for a, label in view.actions if a != MERGE_ACTION],  # merge has its own form
+        # Merge has its own form; turning a ticket away comes after moving it on.
+        "actions": sorted(((a, label) for a, label in view.actions if a != MERGE_ACTION),
+                          key=lambda item: item[0] in request.app[CONSOLE].secondary_actions),
+        "secondary_actions": request.app[CONSOLE].secondary_actions,
         "may_attach": rights.may(case, actor, ticket, "attach"),
         "point": (ticket.lat, ticket.lng) if ticket.lat is not None and ticket.lng is not None else None,
         "notice": _done_label(case, request.query.get("done")),
