@@ -561,3 +561,18 @@ def test_a_console_config_naming_an_unknown_action_is_refused_at_start(tmp_path)
                     encoding="utf-8")
     with pytest.raises(ValueError, match="fly"):
         create_console(dataclasses.replace(load_settings({}), config_dir=config))
+
+
+async def test_demo_passwords_exist_only_where_the_demo_loads(client, database_url):
+    from bot.settings import load_settings
+    from storage.models import Staff, StaffCredential
+
+    async with services_of(client).db.session() as s:
+        staff = (await s.exec(select(Staff))).all()
+        credentials = (await s.exec(select(StaffCredential))).all()
+    assert {c.staff_id for c in credentials} == {p.id for p in staff} and len(staff) == 17
+    # The default (demo.load = auto) loads the demo, with its password, on SQLite only.
+    embedded = load_settings({})
+    assert embedded.load_demo is True
+    production = embedded.replace(database={"url": "postgresql+asyncpg://minyi@db/minyi"})
+    assert production.load_demo is False
