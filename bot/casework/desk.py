@@ -124,7 +124,7 @@ async def act_in(case: Casework, session, number: str, action: str, actor: Actor
     rows += await parts.on_move(case, session, ticket, before, after, actor, now)
     rows += await ratings.on_move(case, session, ticket, before, after, actor, now)
     connection = await session.connection()
-    event_ids = (await connection.execute(insert(TicketEvent).returning(TicketEvent.id, sort_by_parameter_order=True),  # type: ignore[arg-type]
+    event_ids = (await connection.execute(insert(TicketEvent).returning(TicketEvent.id, sort_by_parameter_order=True),  # type: ignore[arg-type, call-overload]
                                            events)).scalars().all()
     changed = changes.rows(ticket, snapshot, actor.code, now, event_ids[0])
     if changed:

@@ -94,7 +94,7 @@ def default_rights(config_dir: Path = CONFIG_DIR) -> RightsTable:
 @functools.cache
 def _version_upsert(dialect: str):  # type: ignore[no-untyped-def]
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert_(Counter).on_conflict_do_update(
+    return insert_(Counter).on_conflict_do_update(  # type: ignore[call-overload]
         index_elements=["name"], set_={"value": Counter.value + 1}).returning(Counter.value)
 
 

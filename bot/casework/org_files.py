@@ -146,7 +146,7 @@ def read_csv(text: str, source: str) -> list[Record]:
     if not header:
         raise OrgFileError(f"{source}：文件是空的")
     kind, columns = _csv_columns(header, source)
-    records = []
+    records: list[Record] = []
     for row in reader:
         if not any(cell.strip() for cell in row):
             continue

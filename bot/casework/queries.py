@@ -24,7 +24,7 @@ async def find_ticket(session: AsyncSession, number: str) -> Ticket | None:
 
 
 async def events_of(session: AsyncSession, ticket_id: int) -> list[TicketEvent]:
-    rows = await session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id))
+    rows = await session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id))  # type: ignore[arg-type]
     return list(rows.all())
 
 

@@ -418,7 +418,7 @@ async def expire_ratings(case: Casework, now: datetime) -> int:
     done = 0
     for rating_id in due:
         async with case.db.transaction() as session:
-            done += await _expire_one(case, session, rating_id, now)
+            done += await _expire_one(case, session, rating_id, now)  # type: ignore[arg-type]
     if done:
         case.outbox.kick()
     return done

@@ -132,7 +132,7 @@ def checks(levels: int) -> list[Check]:
 
 def _codes(codes: Iterable[str]) -> list[Any]:
     """Config codes written into the SQL (the statement is compiled once)."""
-    out = []
+    out: list[Any] = []
     for code in codes:
         assert re.fullmatch(r"[a-z_]+", code), code
         out.append(literal_column(f"'{code}'"))
@@ -176,7 +176,7 @@ _MARK_NODE = update(_M).where(_M.c.id == bindparam("mark_id")).values(area_code=
 _RAISE = update(_T).where(_T.c.id == bindparam("ticket"), _T.c.reopen_count == bindparam("round")).values(
     overdue=True, escalation_level=sql_case((_T.c.escalation_level < bindparam("level"), bindparam("level")),
                                             else_=_T.c.escalation_level))
-_INSERT_EVENTS = insert(TicketEvent).returning(TicketEvent.id, sort_by_parameter_order=True)  # type: ignore[arg-type]
+_INSERT_EVENTS = insert(TicketEvent).returning(TicketEvent.id, sort_by_parameter_order=True)  # type: ignore[arg-type, call-overload]
 
 
 async def tick(case: Casework, now: datetime) -> TickResult:
@@ -245,7 +245,7 @@ async def _record(case: Casework, connection: AsyncConnection, marks: list[_Mark
 
 
 def _plan(case: Casework, marks: list[_Mark], tickets: dict[int, Any], now: datetime) -> _Plan:
-    staff = {person.id: person for person in case.org.staff}
+    staff: dict[int, Staff] = {person.id: person for person in case.org.staff if person.id is not None}
     plan = _Plan()
     for mark in marks:
         ticket, check = tickets[mark.ticket_id], mark.check
