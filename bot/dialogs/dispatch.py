@@ -4,12 +4,8 @@ save the state."""
 
 from __future__ import annotations
 
-import functools
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import Insert, bindparam
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import utcnow
@@ -18,39 +14,7 @@ from bot.dialogs.registry import EXPIRING_STATES, SHORT_STATES, find_handler
 from bot.dialogs.session import IDLE, Session
 from bot.services import Services
 from bot.wechat.inbound import Inbound
-from storage.models import DialogState, Resident
-
-
-# The resident and their dialog state in one query (built once; the openid is a
-# parameter): every message needs both, and a query costs more than the join.
-_RESIDENT_AND_DIALOG = (select(Resident, DialogState)
-                        .outerjoin(DialogState, col(DialogState.openid) == col(Resident.openid))
-                        .where(col(Resident.openid) == bindparam("openid")))
-
-
-@functools.cache
-def _insert_if_absent(dialect: str, model: type) -> Insert:  # type: ignore[type-arg]
-    """INSERT … ON CONFLICT (openid) DO NOTHING, built once per dialect and table."""
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert_(model).on_conflict_do_nothing(index_elements=["openid"])
-
-
-async def _load(db: AsyncSession, openid: str, now: datetime) -> tuple[Resident, DialogState]:
-    row = (await db.exec(_RESIDENT_AND_DIALOG, params={"openid": openid})).first()
-    if row is not None and row[1] is not None:
-        return row[0], row[1]
-    # A first message (or a resident without a dialog row). Two first messages of one
-    # resident may run at once: each inserts only if the row is absent (PostgreSQL makes
-    # the second wait for the first's commit, then do nothing), then both read the row.
-    dialect = db.bind.dialect.name if db.bind else "sqlite"
-    connection = await db.connection()
-    if row is None:
-        await connection.execute(_insert_if_absent(dialect, Resident),
-                                 {"openid": openid, "subscribed": True, "created_at": now})
-    await connection.execute(_insert_if_absent(dialect, DialogState),
-                             {"openid": openid, "state": IDLE, "data": {}, "updated_at": now})
-    resident, dialog = (await db.exec(_RESIDENT_AND_DIALOG, params={"openid": openid})).one()
-    return resident, dialog
+from storage import conversation
 
 
 def _expire(session: Session) -> None:
@@ -66,16 +30,17 @@ def _expire(session: Session) -> None:
 
 async def dispatch(services: Services, db: AsyncSession, msg: Inbound, message_key: str) -> tuple[str | None, Session]:
     now = utcnow()
-    resident, dialog = await _load(db, msg.openid, now)
+    connection = await db.connection()
+    resident, dialog = await conversation.load(connection, msg.openid, now, IDLE)
     if msg.msg_type != "event" or msg.event not in ("unsubscribe", "templatesendjobfinish"):
         resident.last_seen_at = now
     session = Session(services=services, db=db, resident=resident, dialog=dialog, now=now, message_key=message_key)
     _expire(session)
     handler = find_handler(msg, session.state)
     reply = await handler(msg, session) if handler else None
-    dialog.updated_at = now
-    db.add(dialog)
-    db.add(resident)
+    if dialog.state != IDLE or dialog.changes():  # an idle dialog left as it was is not written
+        dialog.updated_at = now
+    await conversation.save(connection, resident, dialog)
     if session.notices:
         reply = "\n".join([*session.notices, reply] if reply else session.notices)
     return reply, session

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import Services
-from storage.models import DialogState, Resident
+from storage.conversation import DialogRecord, ResidentRecord
 
 IDLE = "idle"
 
@@ -19,8 +19,8 @@ IDLE = "idle"
 class Session:
     services: Services
     db: AsyncSession
-    resident: Resident
-    dialog: DialogState
+    resident: ResidentRecord
+    dialog: DialogRecord
     now: datetime
     message_key: str
     notices: list[str] = field(default_factory=list)  # prepended to the reply
