@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Awaitable, Callable
 
-from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
+from sqlalchemy import Boolean, ColumnElement, and_, bindparam, or_, select, update
 
 from bot.clock import utcnow
 from bot.dialogs import texts
@@ -39,6 +39,7 @@ from bot.services import Services
 from bot.wechat.inbound import BadMessage, Inbound
 from storage.group_insert import GroupInsert
 from storage.models import InboundMessage
+from storage.prepared import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,16 @@ POLL_SECONDS = 0.05  # how often a retry looks at a delivery another worker is h
 SWEEP_BATCH = 100
 
 _T = InboundMessage.__table__.c  # type: ignore[attr-defined]
+
+
+# The claimed delivery done, with its reply: exactly one attempt's UPDATE matches.
+# late OR …: another attempt may have answered 'success' for it (_mark_late).
+_COMPLETE = Prepared(
+    update(InboundMessage.__table__)  # type: ignore[arg-type]
+    .where(_T.dedupe_key == bindparam("key"), _T.claim_token == bindparam("token"), _T.done_at.is_(None))
+    .values(done_at=bindparam("done_at"), reply=bindparam("reply"), late=or_(_T.late, bindparam("late", type_=Boolean)),
+            claim_token=None)
+    .returning(_T.late))
 
 
 def _claimable() -> ColumnElement[bool]:
@@ -286,11 +297,8 @@ class Inbox:
                 # late OR …: another attempt may have answered 'success' for this delivery
                 # (_mark_late); then the reply goes by customer-service message whatever
                 # this attempt's own callback is waiting for.
-                completed = (await connection.execute(
-                    update(InboundMessage.__table__)  # type: ignore[arg-type]
-                    .where(_T.dedupe_key == key, _T.claim_token == token, _T.done_at.is_(None))
-                    .values(done_at=utcnow(), reply=reply or "", late=or_(_T.late, late), claim_token=None)
-                    .returning(_T.late))).first()
+                completed = (await _COMPLETE.run(connection, {
+                    "key": key, "token": token, "done_at": utcnow(), "reply": reply or "", "late": late})).first()
                 if completed is None:
                     raise _ClaimLost()
                 late = bool(completed.late)

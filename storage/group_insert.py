@@ -18,6 +18,8 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.prepared import Prepared
+
 MAX_BATCH = 200
 
 
@@ -26,8 +28,8 @@ class GroupInsert:
         self.engine = engine
         self.key = key
         dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
-        self.statement = (dialect.insert(table).on_conflict_do_nothing(index_elements=[key])
-                          .returning(table.c[key]))
+        self.statement = Prepared(dialect.insert(table).on_conflict_do_nothing(index_elements=[key])
+                                  .returning(table.c[key]))
         self._queue: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -61,6 +63,6 @@ class GroupInsert:
         # One row per key: a second one in the same batch is a duplicate like any other.
         rows = list({row[self.key]: row for row, _ in reversed(batch)}.values())[::-1]
         async with self.engine.begin() as connection:
-            result = await connection.execute(self.statement, rows)
-            inserted = {r[0] for r in result.all()}
+            result = await self.statement.run(connection, rows)
+            inserted = {r[0] for r in result.rows}
         return inserted

@@ -21,6 +21,7 @@ from bot.casework.actors import RESIDENT_CODE, SYSTEM_CODE
 from bot.casework.context import Casework
 from bot.casework.notify import notify_staff
 from storage.outbox_rows import insert_rows
+from storage.prepared import Prepared
 from nlp import similarity
 from nlp.router import Routing
 from storage.models import Attachment, Counter, Ticket, TicketEvent
@@ -80,12 +81,12 @@ class Created:
 
 
 @functools.cache
-def _counter_upsert(dialect: str):  # type: ignore[no-untyped-def]
+def _counter_upsert(dialect: str) -> Prepared:
     """INSERT … ON CONFLICT DO UPDATE … RETURNING for the day counter, built once per
-    dialect: values come as parameters, so SQLAlchemy reuses the compiled statement."""
+    dialect: values come as parameters, so the statement is compiled once."""
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert_(Counter).on_conflict_do_update(  # type: ignore[call-overload]
-        index_elements=["name"], set_={"value": Counter.value + 1}).returning(Counter.value)
+    return Prepared(insert_(Counter).on_conflict_do_update(  # type: ignore[call-overload]
+        index_elements=["name"], set_={"value": Counter.value + 1}).returning(Counter.value))
 
 
 async def next_number(session: AsyncSession, now: datetime) -> str:
@@ -93,17 +94,17 @@ async def next_number(session: AsyncSession, now: datetime) -> str:
     day = to_local(now).strftime("%Y%m%d")
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     connection = await session.connection()  # Core, not the ORM: this runs once per ticket
-    value = (await connection.execute(_counter_upsert(dialect), {"name": f"ticket:{day}", "value": 1})).scalar_one()
+    value = (await _counter_upsert(dialect).run(connection, {"name": f"ticket:{day}", "value": 1})).scalar()
     return f"{day}-{value:04d}"
 
 
 # Built once; the values come as execute() parameters (cheaper than .values() each time).
-_INSERT_TICKET = insert(Ticket).returning(Ticket.id)  # type: ignore[call-overload]
-_INSERT_EVENTS = insert(TicketEvent)
+_INSERT_TICKET = Prepared(insert(Ticket).returning(Ticket.id))  # type: ignore[call-overload]
+_INSERT_EVENTS = Prepared(insert(TicketEvent))
 
 
 @functools.cache
-def _candidates_query(open_states: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _candidates_query(open_states: tuple[str, ...]) -> Prepared:
     """Open tickets of a grid since a time, newest first, that a new report may repeat or
     duplicate: originals (not themselves linked duplicates) of the same category, served by
     ix_ticket_duplicate_candidates, and the resident's own, served by ix_ticket_openid_created.
@@ -122,7 +123,7 @@ def _candidates_query(open_states: tuple[str, ...]):  # type: ignore[no-untyped-
                  .order_by(*newest).limit(DUPLICATE_CANDIDATES).subquery())
     own = (core_select(*columns).where(*recent_open, Ticket.openid == bindparam("openid"))  # type: ignore[call-overload]
            .order_by(*newest).limit(REPEAT_CANDIDATES).subquery())
-    return union_all(core_select(originals), core_select(own))
+    return Prepared(union_all(core_select(originals), core_select(own)))
 
 
 @functools.cache
@@ -149,9 +150,9 @@ async def _find_related(case: Casework, connection, new: NewTicket,  # type: ign
     if packed is None or not area_code:
         return None, None
     mine = similarity.Matcher(packed)
-    rows = (await connection.execute(_candidates_query(_open_states(case.workflow)), {
+    rows = (await _candidates_query(_open_states(case.workflow)).run(connection, {
         "area_code": area_code, "since": now - DUPLICATE_WINDOW, "openid": new.openid,
-        "category": new.routing.category})).all()
+        "category": new.routing.category})).rows
     best_own = best_other = None
     own_score = other_score = similarity.THRESHOLD
     for row in rows:
@@ -218,7 +219,7 @@ async def create_ticket(case: Casework, session: AsyncSession, new: NewTicket,
         duplicate_of_id=duplicate_of.id if duplicate_of else None,
         repeat_of_id=repeat_of.id if repeat_of else None,
     )
-    ticket_id = (await connection.execute(_INSERT_TICKET, values)).scalar_one()
+    ticket_id = (await _INSERT_TICKET.run(connection, values)).scalar()
     # model_construct: these are the values just written, nothing to check again (and
     # Ticket(...) costs ~90 µs, more than the insert).
     ticket = Ticket.model_construct(id=ticket_id, **values)  # type: ignore[arg-type]
@@ -234,7 +235,7 @@ async def create_ticket(case: Casework, session: AsyncSession, new: NewTicket,
     if duplicate_of is not None:
         events.append({**linked, "action": "link_duplicate",
                        "note": f"与工单 {duplicate_of.number} 反映的是同一问题，已关联，由该工单一并办理"})
-    await connection.execute(_INSERT_EVENTS, events)
+    await _INSERT_EVENTS.run(connection, events)
     if duplicate_of is None or routing.urgency in case.notices.red_urgencies:  # a red warning is never held back
         await insert_rows(connection, notify_staff(case, ticket))
     if duplicate_of is None:  # joint dispatch: the co-departments' parts (a duplicate is worked on its original)
