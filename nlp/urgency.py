@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
+RECENT_TEXTS = 32  # detect() answers kept: a message's text is checked more than once
+
+
 @dataclass(frozen=True)
 class UrgencyRule:
     level: str
@@ -80,6 +83,7 @@ class UrgencyDetector:
         self.clause_window = max(window, clause_window)
         self.separators = set(separators)
         self.exclude = exclude
+        self._recent: dict[str, UrgencyResult] = {}
         # Exclude phrases by their first two characters too (the list is long; most texts hit none).
         self._exclude_by_opening: dict[str, list[str]] = {}
         self._exclude_short = [p for p in exclude if len(p) < 2]
@@ -206,6 +210,17 @@ class UrgencyDetector:
         return text
 
     def detect(self, text: str) -> UrgencyResult:
+        """The most urgent level whose rule fires, with the rules that fired. A message
+        is checked for danger before anything else and again when it is routed: the
+        last few answers are kept (results are immutable)."""
+        known = self._recent.get(text)
+        if known is None:
+            known = self._recent[text] = self._detect(text)
+            if len(self._recent) > RECENT_TEXTS:
+                del self._recent[next(iter(self._recent))]
+        return known
+
+    def _detect(self, text: str) -> UrgencyResult:
         text = self._blank_excluded(text)
         level, reasons = self.lowest, []
         words = self._words_by_rule(text)
