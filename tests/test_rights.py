@@ -169,6 +169,29 @@ async def test_a_forbidden_action_is_refused_and_audited(client, sender, new_ope
     await assert_refused(client, capsys, number, action, login, reason.format(n=number))
 
 
+async def test_a_street_dispatcher_routes_only_within_the_street(client, sender, new_openid, cli_env, capsys):
+    """D02 (东湖街道) may move a 东湖 ticket to another 东湖 grid, not into 西山街道's queue."""
+    await run(capsys, *EAST_DISPATCHER)
+    number = await report(sender, await follow(sender, new_openid()), ELEVATOR)
+    before = await ticket_by_number(client, number)
+    assert (before.area_code, before.status) == ("420199002001001", "dispatched")
+
+    code, _, err = await minyi(capsys, "ticket", "act", number, "dispatch", "--grid", "420199001001001", "--by", "D02")
+    reason = "西山街道 枫林社区 枫林第一网格不在您的管辖范围（东湖街道）内：请退回上级重新派单"
+    assert code == 1 and reason in err, err
+    after = await ticket_by_number(client, number)
+    assert (after.area_code, after.status, after.updated_at) == (before.area_code, before.status, before.updated_at)
+    last = (await audit_entries(client, number))[-1]
+    assert (last.actor, last.action, last.outcome, last.reason) == (
+        await actor_code(client, "D02"), "dispatch", "refused", reason)
+
+    await run(capsys, "ticket", "act", number, "dispatch", "--grid", "420199002001002", "--by", "D02")
+    assert (await ticket_by_number(client, number)).area_code == "420199002001002"
+    # The district dispatcher sends tickets anywhere in the district.
+    await run(capsys, "ticket", "act", number, "dispatch", "--grid", "420199001001001", "--by", "D01")
+    assert (await ticket_by_number(client, number)).area_code == "420199001001001"
+
+
 async def test_an_unknown_actor_is_refused_and_audited(client, sender, new_openid, cli_env, capsys):
     number = await new_ticket(client, sender, new_openid())
     await assert_refused(client, capsys, number, "accept", "nobody", "没有在职的工作人员 nobody",

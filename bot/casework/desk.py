@@ -102,6 +102,8 @@ async def act_in(case: Casework, session, number: str, action: str, actor: Actor
     except InvalidTransition:
         raise DeskError(f"工单 {number} 当前为「{workflow.label(before)}」，不能「{workflow.transitions[action].label}」") from None
     reason = rights.refusal(case, actor, ticket, action) or await parts.refusal(case, session, ticket, action)
+    if not reason and area_code and area_code != ticket.area_code:
+        reason = rights.destination_refusal(case, actor, area_code)
     if reason:
         raise Refused(reason)
     snapshot = changes.snapshot(ticket)

@@ -158,6 +158,17 @@ def refusal(case: "Casework", actor: Actor, ticket: Ticket, action: str, *, part
     return _out_of_scope(case, actor, staff, allowing[0].scope, ticket, rules, part)
 
 
+def destination_refusal(case: "Casework", actor: Actor, area_code: str) -> str | None:
+    """Why `actor` may not send a ticket to grid `area_code` (None: they may). Staff of a
+    node (a street's dispatcher) route only within it; a ticket for elsewhere goes back
+    to whoever dispatches above them (退回), not straight into another street's queue."""
+    staff = _current(case, actor)
+    if staff is None or staff.area_code is None or _in_subtree(case, staff.area_code, area_code):
+        return None
+    return (f"{case.areas.full_name(area_code) or area_code}不在您的管辖范围"
+            f"（{case.areas.full_name(staff.area_code) or staff.area_code}）内：请退回上级重新派单")
+
+
 def grants(case: "Casework", actor: Actor, action: str) -> bool:
     """Whether `actor` may take `action` on everything (a rule of scope "all"): what the
     console asks before its admin pages, which are about no one ticket."""

@@ -23,6 +23,7 @@ from sqlalchemy import and_, false, func, or_, true, update
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
+from bot.casework import rights
 from bot.casework.actors import RESIDENT_CODE, Actor
 from bot.casework.desk import REFUSED, DeskError, Refused, act_in, check_request
 from bot.casework.invites import code_hash
@@ -378,7 +379,8 @@ async def work_of(session: Session, member: Staff, limit: int) -> list[Ticket]:
     parts = await _open_parts_of(session, member)
     rows = await session.db.exec(
         select(Ticket).where(col(Ticket.status).in_(open_states),
-                             or_(col(Ticket.handler_id) == member.id, col(Ticket.id).in_(parts or [-1]), *waiting))
+                             or_(col(Ticket.handler_id) == member.id, col(Ticket.id).in_(parts or [-1]), *waiting),
+                             rights.visible(case, Actor.of_staff(member)))  # as the console lists them
         .order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc()).limit(FETCHED))
     mine = [t for t in rows.all()
             if t.handler_id == member.id or t.id in parts
