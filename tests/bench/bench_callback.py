@@ -229,6 +229,7 @@ async def main() -> None:
     parser.add_argument("--peer-venv", type=Path, default=Path.home() / ".cache" / "minyi-bench" / "werobot",
                         help="where WeRoBot is installed")
     parser.add_argument("--budget", type=float, default=0, help="reply budget seconds (0: the default)")
+    parser.add_argument("--profile", type=Path, help="run minyi (one worker) under cProfile, stats to this file")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="minyi-bench-"))
@@ -242,7 +243,8 @@ async def main() -> None:
         peer = subprocess.Popen([str(werobot_python(args.peer_venv)), "-c", WEROBOT_SERVER, str(werobot_port),
                                  str(data_dir / "werobot.sqlite3"), wechat.TOKEN, wechat.AES_KEY, wechat.APPID],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    minyi = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(minyi_port),
+    profiler = ["-m", "cProfile", "-o", str(args.profile)] if args.profile else []
+    minyi = subprocess.Popen([sys.executable, *profiler, "-m", "bot", "serve", "--port", str(minyi_port),
                               "--workers", str(args.workers)], env=env, cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)], cwd=ROOT)
@@ -264,7 +266,9 @@ async def main() -> None:
             peer_result = await closed_loop(f"http://127.0.0.1:{werobot_port}/", complaints(sender, openids, budget),
                                             args.seconds, args.concurrency)
             print(fmt("WeRoBot text→session reply", peer_result), flush=True)
-        max_result = await closed_loop(minyi_url, complaints(sender, openids, budget), args.seconds, args.concurrency)
+        requests = complaints(sender, openids, budget)
+        print("--> minyi, closed loop", flush=True)  # for tools that sample the server in this phase
+        max_result = await closed_loop(minyi_url, requests, args.seconds, args.concurrency)
         print(fmt("minyi complaint→ticket (max)", max_result), flush=True)
         ratios = f"minyi / bare aiohttp = {max_result['rps'] / bare_result['rps']:.3f}"
         if peer_result is not None and peer_result["rps"]:
