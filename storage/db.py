@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.shared_commit import SharedTransaction
+
 
 BUSY_WAIT_MS = 20  # SQLite's own (blocking) busy wait: covers another process's short commit
 BUSY_DEADLINE_SECONDS = 30.0  # then async retries until this long
@@ -131,13 +133,23 @@ class Database:
                 # Bound values (openids, complaint text) stay out of error messages and logs.
                 hide_parameters=True)
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        # SQLite: one writer, one connection; concurrent transactions share a COMMIT.
+        self._shared = SharedTransaction(self.engine, pool_timeout) if self.is_sqlite else None
 
     def session(self) -> AsyncSession:
         return self._sessions()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
+        """A session inside one transaction: committed on success, rolled back on error.
+        On SQLite the COMMIT may be shared with other transactions running meanwhile
+        (storage/shared_commit.py); either way this returns once the work is durable.
+        Inside it, use this session only: on SQLite it holds the process's one connection,
+        so another session opened meanwhile waits for it (and times out)."""
+        if self._shared is not None:
+            async with self._shared.transaction() as session:
+                yield session
+            return
         async with self._sessions() as session:
             async with session.begin():
                 yield session

@@ -438,8 +438,9 @@ async def test_admin_adds_a_staff_member_resets_a_password_and_disabling_logs_th
     from bot.access.passwords import set_password
     from tests.steps import staff_member
 
+    member = await staff_member(client, "A01")  # read first: on SQLite a transaction holds the one connection
     async with services_of(client).db.transaction() as s:
-        await set_password(s, (await staff_member(client, "A01")).id, "admin-pass-2026")
+        await set_password(s, member.id, "admin-pass-2026")
     admin = await staff()
     assert (await console_login(admin, "A01", "admin-pass-2026")).status == 303
     listing = await page(admin, "/console/admin/staff")
