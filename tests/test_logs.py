@@ -174,7 +174,7 @@ def test_spawned_serve_workers_log_json_lines_with_time_and_level(data_dir):
     assert started["1"]["pid"] != started["2"]["pid"] != proc.pid
     for worker, record in started.items():
         assert record["level"] == "INFO" and _near_now(record["time"]) and record["logger"] == "minyi"
-        assert record["message"].startswith(f"worker {worker} started (pid {record['pid']}); open-file limit ")
+        assert record["message"].startswith(f"worker {worker} started (pid {record['pid']}, uvloop); open-file limit ")
     assert all(r["worker"] in {"main", "1", "2"} for r in records)
 
 

@@ -244,7 +244,8 @@ def test_a_serve_worker_runs_at_the_hard_open_file_limit(data_dir):
             proc.communicate()
     row = next(line for line in limits.splitlines() if line.startswith("Max open files"))
     assert row.split()[3:5] == [str(hard), str(hard)]
-    assert f"worker 1 started (pid {proc.pid}); open-file limit {hard} (hard {hard})" in err
+    # uvloop is a dependency on Linux: the worker names the event loop it runs on.
+    assert f"worker 1 started (pid {proc.pid}, uvloop); open-file limit {hard} (hard {hard})" in err
 
 
 # ---------------------------------------------------------------- accept errors
