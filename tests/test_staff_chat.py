@@ -245,3 +245,30 @@ def test_a_command_naming_an_unknown_action_or_part_word_is_refused_at_start(tmp
     broken.write_text(shipped.replace('part = "done"', 'part = "finish"'), encoding="utf-8")
     with pytest.raises(ValueError, match=r"unknown actions or part words \['finish'\]"):
         StaffChat.load(broken).check(set(workflow.transitions), parts)
+
+
+async def test_my_work_lists_only_what_their_rights_let_them_see(aiohttp_client, tmp_path, database_url, new_openid):
+    """「我的工单」 comes from the queues a staff member is told of, intersected with what the
+    rights table lets them view (as the console lists them): a grid worker whose role may
+    not view their grid's tickets (a local rights table) is told of them but lists none."""
+    import dataclasses
+    import shutil
+
+    from bot.app import create_app
+    from bot.settings import CONFIG_DIR
+    from tests.conftest import make_settings
+
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    rights = (config / "rights.toml").read_text(encoding="utf-8")
+    granted = 'scope = "grid"\nactions = ["view", "accept",'
+    assert rights.count(granted) == 1
+    (config / "rights.toml").write_text(rights.replace(granted, 'scope = "grid"\nactions = ["accept",'),
+                                        encoding="utf-8")
+    settings = dataclasses.replace(make_settings(tmp_path, database_url), config_dir=config)
+    client = await aiohttp_client(create_app(settings))
+    sender = wechat.Sender(client)
+    worker = await bound_grid_worker(client, sender, new_openid)
+    number = await report(sender, await follow(sender, new_openid()), ELEVATOR)
+    assert any(number in m for m in await messages_to(client, worker))  # told of it, as before
+    assert await sender.reply(wechat.text(worker, "我的工单")) == texts.STAFF_LIST_EMPTY
