@@ -53,16 +53,23 @@ class _Plan:
     names: tuple[str, ...]
     binds: tuple[Callable[[Any], Any] | None, ...]
     defaults: tuple[tuple[str, Any], ...]  # scalar Python-side column defaults
+    sources: tuple[tuple[bool, Any], ...]  # per position: (True, parameter name) or (False, constant)
     results: tuple[Callable[[Any], Any] | None, ...]
     row: type | None
 
     def values(self, params: Params) -> list[Any]:
-        for name, value in self.defaults:
-            if name not in params:
-                params = {**params, name: value}
-        bound = self.compiled.construct_params(params)
-        return [value if convert is None else convert(value)
-                for value, convert in zip((bound[name] for name in self.names), self.binds)]
+        """The positional values, converted. Named parameters come from `params`, anonymous
+        ones (a LIMIT's 8) are constants of the statement; anything else (a missing value,
+        a parameter with a default) goes through SQLAlchemy's construct_params, which also
+        raises its own error for a value that is missing."""
+        if self.defaults:
+            params = {**dict(self.defaults), **params}
+        try:
+            raw = [params[source] if named else source for named, source in self.sources]
+        except KeyError:
+            bound = self.compiled.construct_params(params)
+            raw = [bound[name] for name in self.names]
+        return [value if convert is None else convert(value) for value, convert in zip(raw, self.binds)]
 
     def convert(self, raw: Sequence[Any]) -> Any:
         assert self.row is not None
@@ -82,6 +89,15 @@ def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Pl
             return None
         defaults.append((column.key, default.arg))  # type: ignore[attr-defined]
     names = tuple(compiled.positiontup or ())
+    sources = []
+    for name in names:
+        bind = compiled.binds[name]
+        if bind.key == name:
+            sources.append((True, name))
+        elif bind.callable is None and not bind.required:
+            sources.append((False, bind.value))  # an anonymous constant: LIMIT 8, IS NOT …
+        else:
+            sources.append((True, f"\0{name}"))  # never given: construct_params decides
     processors = compiled._bind_processors  # SQLAlchemy's own conversions (datetime, JSON, bool)
     results = compiled._result_columns
     row = namedtuple("Row", [c[0] for c in results], rename=True) if results else None  # type: ignore[misc]
@@ -91,6 +107,7 @@ def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Pl
         names=names,
         binds=tuple(processors.get(name) for name in names),  # type: ignore[misc]
         defaults=tuple(defaults),
+        sources=tuple(sources),
         results=tuple(c[3]._cached_result_processor(dialect, None) for c in results),
         row=row,
     )

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError, StatementError
 
 from storage import migrate
 from storage.db import Database
@@ -107,3 +107,11 @@ async def test_python_side_defaults_are_applied_as_execute_applies_them(db):
     for row in (first, second):
         row.pop("id"), row.pop("number")
     assert first == second
+
+
+async def test_a_missing_parameter_is_refused_as_execute_refuses_it(db):
+    query = Prepared(select(INBOUND.c.id).where(INBOUND.c.openid == bindparam("openid")).limit(3))
+    async with db.engine.connect() as connection:
+        assert (await query.run(connection, {"openid": "nobody"})).rows == []  # LIMIT 3: a constant of the statement
+        with pytest.raises((InvalidRequestError, StatementError), match="A value is required for bind parameter 'openid'"):
+            await query.run(connection, {"open_id": "typo"})
