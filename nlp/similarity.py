@@ -23,6 +23,7 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
+import re
 import sys
 import unicodedata
 from array import array
@@ -47,9 +48,13 @@ _BYTES = NUM_HASHES * 4
 _LANE_LOW_BITS = int.from_bytes(b"\x01\x00\x00\x00" * NUM_HASHES, "little")
 
 
+# What normalise() drops: anything not alphanumeric (\W, and the underscore \w allows) and
+# the filler characters. One regex pass instead of a Python test a character.
+_DROPPED = re.compile("[\\W_" + re.escape("".join(sorted(_FILLER))) + "]+")
+
+
 def normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    return "".join(ch for ch in text if ch.isalnum() and ch not in _FILLER)
+    return _DROPPED.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
 def shingles(text: str) -> set[str]:

@@ -89,7 +89,7 @@ def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Pl
             return None
         defaults.append((column.key, default.arg))  # type: ignore[attr-defined]
     names = tuple(compiled.positiontup or ())
-    sources = []
+    sources: list[tuple[bool, Any]] = []
     for name in names:
         bind = compiled.binds[name]
         if bind.key == name:
@@ -157,8 +157,8 @@ class Prepared:
 
 async def _driver(connection: AsyncConnection) -> Any:
     """The sqlite3 connection under `connection`, inside its transaction (begun if not yet,
-    as `execute` would: BEGIN IMMEDIATE, storage/db.py)."""
+    as `execute` would: BEGIN IMMEDIATE, storage/db.py). Read from the already checked-out
+    connection directly: the async accessor costs a greenlet switch a statement."""
     if not connection.in_transaction():
         await connection.begin()
-    fairy = await connection.get_raw_connection()
-    return fairy.driver_connection._connection  # type: ignore[union-attr]
+    return connection.sync_connection.connection.driver_connection._connection  # type: ignore[union-attr]

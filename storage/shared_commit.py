@@ -134,8 +134,7 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
 
 
 async def _in_transaction(connection: AsyncConnection) -> bool:
-    fairy = await connection.get_raw_connection()
-    raw: Any = fairy.driver_connection
+    raw: Any = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
     return bool(raw._connection is not None and raw._connection.in_transaction)
 
 
