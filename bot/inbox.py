@@ -140,7 +140,8 @@ class Inbox:
         self.services = services
         self.db = services.db
         self.settings = services.settings.intake
-        self._journal = GroupInsert(self.db.engine, InboundMessage.__table__, "dedupe_key")  # type: ignore[arg-type]
+        self._journal = GroupInsert(self.db.engine, InboundMessage.__table__, "dedupe_key",  # type: ignore[arg-type]
+                                    begin=self.db.begin)
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
         # Outcomes this process gave lately: WeChat's retries and replays are answered
         # from here without touching the database.

@@ -24,7 +24,7 @@ from typing import AsyncIterator
 import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -153,6 +153,17 @@ class Database:
         async with self._sessions() as session:
             async with session.begin():
                 yield session
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside one transaction, for Core statements: committed like
+        `transaction()` (on SQLite in the shared COMMIT), rolled back on error."""
+        if self._shared is not None:
+            async with self._shared.transaction() as session:
+                yield await session.connection()
+            return
+        async with self.engine.begin() as connection:
+            yield connection
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -6,26 +6,35 @@ wait at the same moment, so the rows that queue up while one transaction runs ar
 written together by the next: one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING`
 and one commit for all of them. Each caller learns whether its row was new (False:
 the key existed, e.g. WeChat's retry of a delivery recorded before), or gets the
-exception that failed the batch (then nothing of the batch was committed).
+exception that failed the batch (then nothing of the batch was committed). On SQLite
+the batch's transaction is itself one of the shared COMMIT's (storage/shared_commit.py),
+so records and handlings running at the same time are made durable together.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Callable
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.prepared import Prepared
 
 MAX_BATCH = 200
 
 
+Begin = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+
+
 class GroupInsert:
-    def __init__(self, engine: AsyncEngine, table: Table, key: str) -> None:
+    def __init__(self, engine: AsyncEngine, table: Table, key: str, begin: Begin | None = None) -> None:
+        """`begin`: how a batch gets its transaction (default `engine.begin`; the app passes
+        `Database.begin`, which on SQLite joins the shared COMMIT of storage/shared_commit.py)."""
         self.engine = engine
+        self.begin: Begin = begin or engine.begin
         self.key = key
         dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
         self.statement = Prepared(dialect.insert(table).on_conflict_do_nothing(index_elements=[key])
@@ -62,7 +71,7 @@ class GroupInsert:
     async def _write(self, batch: list[tuple[dict[str, Any], asyncio.Future[bool]]]) -> set[Any]:
         # One row per key: a second one in the same batch is a duplicate like any other.
         rows = list({row[self.key]: row for row, _ in reversed(batch)}.values())[::-1]
-        async with self.engine.begin() as connection:
+        async with self.begin() as connection:
             result = await self.statement.run(connection, rows)
             inserted = {r[0] for r in result.rows}
         return inserted

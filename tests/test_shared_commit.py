@@ -12,12 +12,20 @@ import pytest
 from sqlalchemy import event, insert, select
 from sqlalchemy.exc import OperationalError
 
+from bot.clock import utcnow
 from storage import migrate
 from storage.db import Database
-from storage.models import Counter
+from storage.group_insert import GroupInsert
+from storage.models import Counter, InboundMessage
 from storage.shared_commit import MAX_GROUP, SharedTransactionLost
 
 COUNTER = Counter.__table__  # type: ignore[attr-defined]
+INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
+
+
+def record(key: str) -> dict:
+    return dict(dedupe_key=key, openid="o-shared", msg_type="text", event=None, received_at=utcnow(), reply=None,
+                done_at=None, claim_token="t", lease_until=None, attempts=1, late=False, last_error=None, payload={})
 
 
 @pytest.fixture
@@ -108,3 +116,18 @@ async def test_a_transaction_sqlite_ended_by_itself_is_reported_not_half_committ
     assert names_on_disk(db) == {"after"}
     async with db.engine.connect() as connection:
         assert (await connection.execute(select(COUNTER.c.name))).scalars().all() == ["after"]
+
+
+async def test_write_ahead_records_join_the_shared_commit(db):
+    """The delivery journal (storage/group_insert.py) given Database.begin, as the app's
+    inbox does: its batch and the transactions running meanwhile make one COMMIT."""
+    journal = GroupInsert(db.engine, INBOUND, "dedupe_key", begin=db.begin)
+    seen = commits(db)
+    results = await asyncio.gather(*(add(db, f"n{i}") for i in range(5)),
+                                   *(journal.insert(record(f"m:{i}")) for i in range(5)))
+    assert results == [f"n{i}" for i in range(5)] + [True] * 5
+    assert len(seen) == 1
+    path = db.url.split("///", 1)[1]
+    with sqlite3.connect(path) as other:
+        keys = {row[0] for row in other.execute("SELECT dedupe_key FROM inbound_message")}
+    assert keys == {f"m:{i}" for i in range(5)} and names_on_disk(db) == {f"n{i}" for i in range(5)}
