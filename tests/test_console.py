@@ -78,6 +78,22 @@ async def test_login_with_the_demo_password_opens_the_first_queue_and_audits_the
     assert [(e.actor, e.outcome) for e in login_rows] == [(await actor_code(client, "G01"), "done")]
 
 
+
+async def test_home_opens_the_first_queue_that_holds_tickets(client, sender, staff, new_openid):
+    """A grid worker's new ticket waits in 本网格 until accepted: that is where they land,
+    not on an empty 我的工单; once they accept it, 我的工单 comes first again."""
+    number = await new_report(client, sender, new_openid())
+    browser = await staff()
+    await console_login(browser, "G01")
+    home = await browser.get("/console/", allow_redirects=False)
+    assert (home.status, home.headers["Location"]) == (303, "/console/q/grid")
+    assert number in await page(browser, "/console/q/grid")
+    ticket_page = await page(browser, f"/console/t/{number}")
+    accepted = await console_form(browser, f"/console/t/{number}/act", ticket_page, action="accept", note="")
+    assert accepted.status == 303 and (await ticket_by_number(client, number)).status == "accepted"
+    home = await browser.get("/console/", allow_redirects=False)
+    assert home.headers["Location"] == "/console/q/mine"
+
 async def test_a_wrong_password_is_refused_and_five_failures_lock_the_account(client, staff):
     browser = await staff()
     for _ in range(4):

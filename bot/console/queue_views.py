@@ -34,10 +34,16 @@ def chosen_queue(request: web.Request) -> Queue:
 
 
 async def home(request: web.Request) -> web.StreamResponse:
-    first = my_queues(request)
-    if not first:
+    """The first of their queues that holds tickets (a grid worker's new ticket waits in
+    本网格 until accepted, not in 我的工单), or the first queue when all are empty."""
+    queues = my_queues(request)
+    if not queues:
         raise web.HTTPNotFound(text="没有可用的队列")
-    raise web.HTTPSeeOther(request.app.router["queue"].url_for(queue=first[0].code))
+    case = request.config_dict[SERVICES].case
+    async with case.db.session() as session:
+        counts = await queue_counts(case, session, actor_of(request), queues)
+    first = next((q for q in queues if counts.get(q.code)), queues[0])
+    raise web.HTTPSeeOther(request.app.router["queue"].url_for(queue=first.code))
 
 
 def pickers(request: web.Request) -> dict:
