@@ -186,11 +186,15 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def _set_active(active: bool) -> Callable[[argparse.Namespace, Settings], int]:
     def command(args: argparse.Namespace, settings: Settings) -> int:
+        from bot.access import sessions
         from bot.casework.org_import import set_active
 
         async def run(db: Any) -> Any:
             async with db.transaction() as session:
-                return await set_active(session, args.login, active, actor=_operator())
+                person = await set_active(session, args.login, active, actor=_operator())
+                if person is not None and not active and person.id is not None:
+                    await sessions.end_all(session, person.id)  # logged out of the console at once
+                return person
 
         person = asyncio.run(_with_db(settings, run))
         if person is None:
@@ -265,7 +269,7 @@ def add_org_commands(sub: Any) -> None:
     add.add_argument("--openid", help="已知的微信 openid（一般用 minyi staff invite 让本人绑定）")
     add.set_defaults(func=cmd_staff_add)
 
-    for name, active, text in (("disable", False, "停用一名工作人员（不再接收通知、不能办理工单）"),
+    for name, active, text in (("disable", False, "停用一名工作人员（不再接收通知、不能办理工单，工作台登录随即失效）"),
                                ("enable", True, "重新启用一名工作人员")):
         command = staff_sub.add_parser(name, help=text)
         command.add_argument("login", metavar="工号")

@@ -26,7 +26,7 @@ from bot.console.keys import SESSION_COOKIE
 from storage.models import Attachment, ConsoleSession, Outbox, TicketChange
 from tests.conftest import services_of
 from tests.steps import (DEMO_PASSWORD, actor_code, audit_entries, console_form, console_login, csrf_of, events_of,
-                         follow, messages_to, ratings_of, report, ticket_by_number)
+                         follow, messages_to, ratings_of, report, staff_member, ticket_by_number)
 
 GARBAGE = "枫林小区垃圾桶满了好几天没人清运，臭气熏天"  # 枫林第一网格 (G01), 城管
 EAST = "幸福里小区门口垃圾桶满了好几天没人清运"  # 幸福里第一网格 (G05), 东湖街道
@@ -447,12 +447,29 @@ async def test_exports_mask_phone_and_id_numbers_and_never_hold_openids(client, 
 
 # ---------------------------------------------------------------- admin
 
+async def test_disabling_with_the_cli_logs_them_out_of_the_console_at_once(client, staff, capsys, cli_env):
+    """`minyi staff disable` ends the member's console sessions in the same transaction, as
+    the admin page does: no waiting for a worker's organisation cache to notice."""
+    from tests.steps import minyi
+
+    worker = await staff()
+    assert (await console_login(worker, "G01")).status == 303
+    await page(worker, "/console/q/mine")
+    code, out, err = await minyi(capsys, "staff", "disable", "G01")
+    assert code == 0 and "已停用：G01 王芳" in out, err
+    after = await worker.get("/console/q/mine", allow_redirects=False)
+    assert after.status == 303 and after.headers["Location"].startswith("/console/login")
+    member = await staff_member(client, "G01")
+    async with services_of(client).db.session() as s:
+        left = (await s.exec(select(ConsoleSession).where(ConsoleSession.staff_id == member.id))).all()
+    assert (member.active, left) == (False, [])
+
+
 async def test_admin_adds_a_staff_member_resets_a_password_and_disabling_logs_them_out(client, staff, capsys, cli_env):
     from tests.steps import minyi
 
     assert (await minyi(capsys, "staff", "add", "--login", "A01", "--name", "管理员甲", "--role", "admin"))[0] == 0
     from bot.access.passwords import set_password
-    from tests.steps import staff_member
 
     member = await staff_member(client, "A01")  # read first: on SQLite a transaction holds the one connection
     async with services_of(client).db.transaction() as s:
