@@ -171,3 +171,13 @@ async def console_login(client: Any, login: str, password: str = DEMO_PASSWORD) 
 async def console_form(client: Any, path: str, page: str, **fields: Any) -> Any:
     """POST a console form with the CSRF token of `page` (a page of the same session)."""
     return await client.post(path, data={"csrf": csrf_of(page), **fields}, allow_redirects=False)
+
+
+def inbound_record(key: str, **changes: Any) -> dict[str, Any]:
+    """The columns of a write-ahead delivery record (storage.models.InboundMessage), for
+    tests of the storage layer that write them directly."""
+    from bot.clock import utcnow
+
+    return {"dedupe_key": key, "openid": "o-storage", "msg_type": "text", "event": None, "payload": {},
+            "reply": None, "received_at": utcnow(), "done_at": None, "claim_token": "t", "lease_until": None,
+            "attempts": 1, "late": False, "last_error": None, **changes}

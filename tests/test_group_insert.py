@@ -7,18 +7,17 @@ import asyncio
 import pytest
 from sqlalchemy import event, func, select
 
-from bot.clock import utcnow
 from storage import migrate
 from storage.db import Database
 from storage.group_insert import GroupInsert
 from storage.models import InboundMessage
+from tests.steps import inbound_record
 
 TABLE = InboundMessage.__table__  # type: ignore[attr-defined]
 
 
 def row(key: str) -> dict:
-    return dict(dedupe_key=key, openid="o-group", msg_type="text", event=None, received_at=utcnow(), reply=None,
-                done_at=None, claim_token="t", lease_until=None, attempts=1, late=False, last_error=None, payload={})
+    return inbound_record(key)
 
 
 @pytest.fixture

@@ -14,16 +14,16 @@ from storage import migrate
 from storage.db import Database
 from storage.models import InboundMessage, Ticket
 from storage.prepared import Prepared
+from tests.steps import inbound_record
 
 INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
 WHEN = datetime(2026, 12, 2, 8, 30, 15, 123456, tzinfo=timezone.utc)
 
 
 def record(key: str, **changes: object) -> dict:
-    return {"dedupe_key": key, "openid": "o-prepared", "msg_type": "text", "event": None,
-            "payload": {"Content": "电梯坏了", "n": [1, 2]}, "reply": None, "received_at": WHEN, "done_at": None,
-            "claim_token": "t1", "lease_until": WHEN + timedelta(seconds=30), "attempts": 1, "late": False,
-            "last_error": None, **changes}
+    """A record with every kind of value: JSON, datetimes, a boolean, NULLs."""
+    return inbound_record(key, openid="o-prepared", payload={"Content": "电梯坏了", "n": [1, 2]}, received_at=WHEN,
+                          claim_token="t1", lease_until=WHEN + timedelta(seconds=30), **changes)
 
 
 @pytest.fixture

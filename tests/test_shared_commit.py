@@ -12,20 +12,16 @@ import pytest
 from sqlalchemy import event, insert, select
 from sqlalchemy.exc import OperationalError
 
-from bot.clock import utcnow
 from storage import migrate
 from storage.db import Database
 from storage.group_insert import GroupInsert
 from storage.models import Counter, InboundMessage
 from storage.shared_commit import MAX_GROUP, SharedTransactionLost
+from tests.steps import inbound_record
 
 COUNTER = Counter.__table__  # type: ignore[attr-defined]
 INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
 
-
-def record(key: str) -> dict:
-    return dict(dedupe_key=key, openid="o-shared", msg_type="text", event=None, received_at=utcnow(), reply=None,
-                done_at=None, claim_token="t", lease_until=None, attempts=1, late=False, last_error=None, payload={})
 
 
 @pytest.fixture
@@ -124,7 +120,7 @@ async def test_write_ahead_records_join_the_shared_commit(db):
     journal = GroupInsert(db.engine, INBOUND, "dedupe_key", begin=db.begin)
     seen = commits(db)
     results = await asyncio.gather(*(add(db, f"n{i}") for i in range(5)),
-                                   *(journal.insert(record(f"m:{i}")) for i in range(5)))
+                                   *(journal.insert(inbound_record(f"m:{i}")) for i in range(5)))
     assert results == [f"n{i}" for i in range(5)] + [True] * 5
     assert len(seen) == 1
     path = db.url.split("///", 1)[1]
