@@ -230,13 +230,48 @@ async def main() -> None:
                         help="where WeRoBot is installed")
     parser.add_argument("--budget", type=float, default=0, help="reply budget seconds (0: the default)")
     parser.add_argument("--profile", type=Path, help="run minyi (one worker) under cProfile, stats to this file")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="minyi's database; postgresql starts a throwaway server")
     args = parser.parse_args()
+    pg = None
+    if args.backend == "postgresql":
+        from tests.conftest import _admin
+        from tests.pgserver import PostgresServer
+
+        pg = PostgresServer()
+        admin = pg.start()
+        await _admin(admin, "CREATE DATABASE minyi_bench")
+        database_url = admin.rsplit("/", 1)[0] + "/minyi_bench"
+    try:
+        await run(args, database_url if pg else None)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+async def count_tickets(data_dir: Path, database_url: str | None) -> int:
+    if database_url is None:
+        return sqlite3.connect(data_dir / "minyi.db").execute("SELECT count(*) FROM ticket").fetchone()[0]
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        return await conn.fetchval("SELECT count(*) FROM ticket")
+    finally:
+        await conn.close()
+
+
+async def run(args: argparse.Namespace, database_url: str | None) -> None:
 
     data_dir = Path(tempfile.mkdtemp(prefix="minyi-bench-"))
     env = {**os.environ, "MINYI_DATA_DIR": str(data_dir), "MINYI_WECHAT_TOKEN": wechat.TOKEN,
            "MINYI_WECHAT_APPID": wechat.APPID, "MINYI_WECHAT_AES_KEY": wechat.AES_KEY, "MINYI_WECHAT_SECRET": ""}
     if args.budget:
         env["MINYI_WECHAT_REPLY_BUDGET_SECONDS"] = str(args.budget)
+    if database_url:
+        env["MINYI_DATABASE_URL"] = database_url
+        env["MINYI_DATABASE_AUTO_MIGRATE"] = "true"  # a fresh database, as `minyi migrate` would
+        env["MINYI_DEMO_LOAD"] = "true"  # the same areas and places as the SQLite default
     minyi_port, bare_port, werobot_port = free_port(), free_port(), free_port()
     peer = None
     if not args.no_werobot:
@@ -257,7 +292,7 @@ async def main() -> None:
         minyi_url, bare_url = f"http://127.0.0.1:{minyi_port}/wechat", f"http://127.0.0.1:{bare_port}/wechat"
         openids = await prepare_residents(minyi_url, sender, args.residents)
         budget = int(args.seconds * 4000)
-        print(f"minyi workers={args.workers}, SQLite, safe mode (AES), {os.cpu_count()} cores, "
+        print(f"minyi workers={args.workers}, {'PostgreSQL' if database_url else 'SQLite'}, safe mode (AES), {os.cpu_count()} cores, "
               f"{args.seconds:.0f} s per phase, closed loop with {args.concurrency} connections", flush=True)
         bare_result = await closed_loop(bare_url, complaints(sender, openids, budget), args.seconds, args.concurrency)
         print(fmt("bare aiohttp fixed reply", bare_result), flush=True)
@@ -287,7 +322,7 @@ async def main() -> None:
             peer.wait(timeout=30)
         minyi.wait(timeout=30)
         bare.wait(timeout=30)
-    tickets = sqlite3.connect(data_dir / "minyi.db").execute("SELECT count(*) FROM ticket").fetchone()[0]
+    tickets = await count_tickets(data_dir, database_url)
     print(f"tickets in database: {tickets} (complaints answered: {answered}, sent: {sent})", flush=True)
     # A complaint the client gave up on (timeout) may still have become a ticket: it was
     # recorded before anything was answered. Fewer tickets than answers is a loss.

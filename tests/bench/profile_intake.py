@@ -47,6 +47,7 @@ async def main() -> None:
            "MINYI_WECHAT_AES_KEY": wechat.AES_KEY, "MINYI_WECHAT_SECRET": ""}
     if args.database_url:
         env["MINYI_DATABASE_URL"] = args.database_url
+        env["MINYI_DATABASE_AUTO_MIGRATE"] = env["MINYI_DEMO_LOAD"] = "true"
     app = create_app(load_settings(env))
     runner = web.AppRunner(app)
     await runner.setup()  # runs the cleanup contexts: database, services, scheduler
