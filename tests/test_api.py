@@ -174,8 +174,16 @@ async def test_tokens_missing_bad_revoked_or_of_a_disabled_account_are_401(clien
     assert (await g03.get("/me"))["login"] == "G03"
     code, _, err = await minyi(capsys, "staff", "disable", "G03")
     assert code == 0, err
-    await services.case.org.refresh_if_changed(services.db)  # the scheduler's job, every 30 s
+    # Refused at once, though this worker's staff cache still holds G03 as active (it is
+    # refreshed every 30 s): the token's check reads the account from the database.
+    g03_cached = services.case.org.record((await staff_member(client, "G03")).id)
+    assert g03_cached is not None and g03_cached.active
     assert await g03.get("/me", expect=401) == error("unauthorized", INVALID)
+    code, _, err = await minyi(capsys, "staff", "enable", "G03")
+    assert code == 0, err
+    assert (await g03.get("/me"))["login"] == "G03"  # re-enabled elsewhere: served, the cache reloaded
+    code, _, err = await minyi(capsys, "staff", "disable", "G03")
+    assert code == 0, err
 
     # A disabled account gets no new token either.
     code, out, _ = await minyi(capsys, "token", "create", "--staff", "G03")

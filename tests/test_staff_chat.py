@@ -272,3 +272,25 @@ async def test_my_work_lists_only_what_their_rights_let_them_see(aiohttp_client,
     number = await report(sender, await follow(sender, new_openid()), ELEVATOR)
     assert any(number in m for m in await messages_to(client, worker))  # told of it, as before
     assert await sender.reply(wechat.text(worker, "我的工单")) == texts.STAFF_LIST_EMPTY
+
+
+async def test_a_member_disabled_elsewhere_works_no_ticket_by_chat(client, sender, new_openid, cli_env, capsys):
+    resident = await follow(sender, new_openid())
+    number = await report(sender, resident, GARBAGE)
+    worker = await bound_grid_worker(client, sender, new_openid)
+    code, _, err = await minyi(capsys, "staff", "disable", G05)
+    assert code == 0, err
+    me = await staff_member(client, G05)
+    cached = services_of(client).case.org.by_openid(worker)  # this worker has not reloaded the staff yet
+    assert cached is not None and cached.id == me.id and not me.active
+    before = [(e.action, e.actor) for e in await events_of(client, number)]
+
+    assert await sender.reply(wechat.text(worker, f"接单 {number}")) == texts.STAFF_DISABLED
+    assert await sender.reply(wechat.text(worker, "我的工单")) == texts.STAFF_DISABLED
+    await services_of(client).case.org.refresh_if_changed(services_of(client).db)  # and once it has
+    assert services_of(client).case.org.by_openid(worker) is None
+    assert await sender.reply(wechat.text(worker, f"办结 {number} 已处理")) == texts.STAFF_DISABLED
+    ticket = await ticket_by_number(client, number)
+    assert (ticket.status, ticket.handler_id) == ("dispatched", None)
+    assert [(e.action, e.actor) for e in await events_of(client, number)] == before
+    assert await tickets_of(client, worker) == []  # nor taken as a resident's report

@@ -9,7 +9,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import utcnow
-from storage.models import ApiToken
+from storage.models import ApiToken, Staff
 
 API_TOKEN_PREFIX = "my_"  # so a leaked token is recognisable in logs and scanners
 
@@ -33,11 +33,18 @@ async def create_api_token(session: AsyncSession, staff_id: int, label: str | No
 
 
 async def api_token_staff(session: AsyncSession, token: str) -> int | None:
-    """The staff id of a live token (and note its use), else None."""
+    """The staff id of a live token of an active staff member (and note its use), else None.
+
+    The account's `active` flag is read here, from the database, not from the worker's
+    staff cache: a member disabled on another worker or by the CLI is refused at once,
+    not after the next cache refresh."""
     if not token.startswith(API_TOKEN_PREFIX) or len(token) > 100:
         return None
-    row = (await session.exec(select(ApiToken).where(ApiToken.token_hash == digest(token),
-                                                     col(ApiToken.revoked_at).is_(None)))).first()
+    row = (await session.exec(select(ApiToken)
+                              .join(Staff, col(Staff.id) == col(ApiToken.staff_id))
+                              .where(ApiToken.token_hash == digest(token),
+                                     col(ApiToken.revoked_at).is_(None),
+                                     col(Staff.active).is_(True)))).first()
     if row is None:
         return None
     row.last_used_at = utcnow()

@@ -70,6 +70,10 @@ class Organisation:
         """The active staff member whose WeChat is bound to `openid`."""
         return next((p for p in self.staff if p.openid and p.openid == openid), None)
 
+    def disabled_by_openid(self, openid: str) -> Staff | None:
+        """The disabled staff member whose WeChat is (still) bound to `openid`."""
+        return next((p for p in self._by_id.values() if not p.active and p.openid and p.openid == openid), None)
+
 
 def _find(staff: list[Staff], who: str) -> Staff | None:
     who = who.strip()

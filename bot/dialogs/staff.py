@@ -131,7 +131,11 @@ def first(resident: Handler | None) -> Handler:
     """The handler for a message a person sent: staff's here, else the resident's."""
 
     async def handle(msg: Inbound, session: Session) -> str | None:
-        handler = _staff_handler(msg, session) or resident
+        handler = _staff_handler(msg, session)
+        if handler is on_message and not await _still_bound(session):
+            # Disabled or unbound since this worker loaded the staff: as if it had reloaded.
+            handler = disabled if _is_command(msg, session) else None
+        handler = handler or resident
         return await handler(msg, session) if handler else None
 
     return handle
@@ -142,7 +146,33 @@ def _staff_handler(msg: Inbound, session: Session) -> Handler | None:
         return bind
     if member_of(session) is not None:
         return on_message
+    if session.services.case.org.disabled_by_openid(session.resident.openid) and _is_command(msg, session):
+        return disabled
     return None
+
+
+def _is_command(msg: Inbound, session: Session) -> bool:
+    """A staff command or 「我的工单」: what a former member may still send out of habit."""
+    chat, text = chat_of(session), (msg.content or "").strip()
+    return bool(text) and (_plain(text) in chat.list_words or chat.command.fullmatch(text) is not None)
+
+
+async def disabled(msg: Inbound, session: Session) -> str:
+    """A staff command from the WeChat of a disabled member: said plainly, not taken as a
+    resident's query or report."""
+    return texts.STAFF_DISABLED
+
+
+async def _still_bound(session: Session) -> bool:
+    """Whether the database still has this WeChat bound to an active member. The staff
+    cache behind `member_of` is refreshed every 30 s and per worker; a member disabled
+    (or unbound) elsewhere must not work tickets by chat in between."""
+    member = member_of(session)
+    if member is None:
+        return False
+    found = await session.db.exec(select(Staff.id).where(Staff.id == member.id, col(Staff.active).is_(True),
+                                                         Staff.openid == session.resident.openid))
+    return found.first() is not None
 
 
 def member_of(session: Session) -> Staff | None:
