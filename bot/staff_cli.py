@@ -186,21 +186,20 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def _set_active(active: bool) -> Callable[[argparse.Namespace, Settings], int]:
     def command(args: argparse.Namespace, settings: Settings) -> int:
-        from bot.access import sessions
-        from bot.casework.org_import import set_active
+        from bot.access.accounts import set_account_active
+        from bot.casework.workflow import Workflow
+
+        workflow = Workflow.load(settings.config_dir / "workflow.toml")
 
         async def run(db: Any) -> Any:
             async with db.transaction() as session:
-                person = await set_active(session, args.login, active, actor=_operator())
-                if person is not None and not active and person.id is not None:
-                    await sessions.end_all(session, person.id)  # logged out of the console at once
-                return person
+                return await set_account_active(session, workflow, args.login, active, actor=_operator())
 
-        person = asyncio.run(_with_db(settings, run))
-        if person is None:
+        change = asyncio.run(_with_db(settings, run))
+        if change is None:
             print(f"没有工号 {args.login}（见 minyi staff list）", file=sys.stderr)
             return 1
-        print(f"已{'启用' if active else '停用'}：{person.login} {person.name}")
+        print(change.summary())
         return 0
 
     return command

@@ -447,16 +447,23 @@ async def test_exports_mask_phone_and_id_numbers_and_never_hold_openids(client, 
 
 # ---------------------------------------------------------------- admin
 
-async def test_disabling_with_the_cli_logs_them_out_of_the_console_at_once(client, staff, capsys, cli_env):
+async def test_disabling_with_the_cli_logs_them_out_of_the_console_at_once(client, sender, staff, new_openid, capsys,
+                                                                            cli_env):
     """`minyi staff disable` ends the member's console sessions in the same transaction, as
-    the admin page does: no waiting for a worker's organisation cache to notice."""
-    from tests.steps import minyi
+    the admin page does: no waiting for a worker's organisation cache to notice. It says
+    how many open tickets the member still holds, so none is forgotten."""
+    from tests.steps import minyi, staff_act
 
+    held = await report(sender, await follow(sender, new_openid()), GARBAGE)
+    await staff_act(capsys, held, "G01", "accept")
+    done = await report(sender, await follow(sender, new_openid()), GARBAGE + "，第二处")
+    await staff_act(capsys, done, "G01", "accept", "resolve", note="已清运")  # resolved: not open
     worker = await staff()
     assert (await console_login(worker, "G01")).status == 303
     await page(worker, "/console/q/mine")
     code, out, err = await minyi(capsys, "staff", "disable", "G01")
-    assert code == 0 and "已停用：G01 王芳" in out, err
+    assert (code, out) == (0, "已停用：G01 王芳。此人仍是 1 件未办结工单的经办人：同网格或同部门的人员可继续办理，"
+                              "调度员也可退回重新派单\n"), err
     after = await worker.get("/console/q/mine", allow_redirects=False)
     assert after.status == 303 and after.headers["Location"].startswith("/console/login")
     member = await staff_member(client, "G01")

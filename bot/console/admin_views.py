@@ -10,9 +10,10 @@ from aiohttp import web
 from sqlmodel import col, select
 
 from bot.access import passwords, sessions
+from bot.access.accounts import set_account_active
 from bot.casework import rights
 from bot.casework.org_files import STAFF, Record
-from bot.casework.org_import import DONE, ImportRejected, import_org, set_active
+from bot.casework.org_import import DONE, ImportRejected, import_org
 from bot.clock import utcnow
 from bot.console.auth import actor_of, forbidden
 from bot.console.forms import text_field
@@ -90,13 +91,11 @@ async def staff_active(request: web.Request) -> web.Response:
     case, actor = services.case, actor_of(request)
     login, active = request.match_info["login"], request.match_info["change"] == "enable"
     async with services.db.transaction() as session:
-        person = await set_active(session, login, active, actor=actor.code)
-        if person is not None and not active and person.id is not None:
-            await sessions.end_all(session, person.id)  # logged out at once
-    if person is None:
+        change = await set_account_active(session, case.workflow, login, active, actor=actor.code)
+    if change is None:
         return await staff_page(request, error=f"没有工号 {login[:32]}", status=404)
     await case.org.refresh_if_changed(case.db)
-    return await staff_page(request, message=f"已{'启用' if active else '停用'}：{person.login} {person.name}")
+    return await staff_page(request, message=change.summary())
 
 
 async def staff_password(request: web.Request) -> web.Response:

@@ -1,0 +1,52 @@
+"""Enabling and disabling a staff account, the same from `minyi staff enable|disable` and
+the console's staff admin: the change itself (bot.casework.org_import.set_active, audited),
+the member's console logins ended in the same transaction, and what the operator should
+know next — the open tickets the member still holds as handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.access import sessions
+from bot.casework.org_import import set_active
+from bot.casework.workflow import Workflow
+from storage.models import Staff, Ticket
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    person: Staff
+    active: bool
+    held: int  # open tickets with the member as handler (counted when disabled)
+
+    def summary(self) -> str:
+        """What the operator is told, in one line."""
+        said = f"已{'启用' if self.active else '停用'}：{self.person.login} {self.person.name}"
+        if self.held:
+            said += (f"。此人仍是 {self.held} 件未办结工单的经办人：同网格或同部门的人员可继续办理，"
+                     "调度员也可退回重新派单")
+        return said
+
+
+async def set_account_active(session: AsyncSession, workflow: Workflow, login: str, active: bool, *,
+                             actor: str) -> AccountChange | None:
+    """Enable or disable `login`; None when there is no such staff member."""
+    person = await set_active(session, login, active, actor=actor)
+    if person is None or person.id is None:
+        return None
+    held = 0
+    if not active:
+        await sessions.end_all(session, person.id)  # logged out of the console at once
+        held = await _open_tickets_held(session, workflow, person.id)
+    return AccountChange(person, active, held)
+
+
+async def _open_tickets_held(session: AsyncSession, workflow: Workflow, staff_id: int) -> int:
+    open_states = [code for code in workflow.states if workflow.is_open(code)]
+    found = await session.exec(select(func.count()).select_from(Ticket)
+                               .where(Ticket.handler_id == staff_id, col(Ticket.status).in_(open_states)))
+    return int(found.one())
