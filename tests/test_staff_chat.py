@@ -294,3 +294,8 @@ async def test_a_member_disabled_elsewhere_works_no_ticket_by_chat(client, sende
     assert (ticket.status, ticket.handler_id) == ("dispatched", None)
     assert [(e.action, e.actor) for e in await events_of(client, number)] == before
     assert await tickets_of(client, worker) == []  # nor taken as a resident's report
+    refused = [(e.actor, e.action, e.target, e.outcome, e.reason) for e in await audit_entries(client)
+               if e.outcome == "refused"]
+    assert refused == [(f"staff:{me.id}", "accept", number, "refused", texts.STAFF_DISABLED),
+                       (f"staff:{me.id}", "my_work", worker, "refused", texts.STAFF_DISABLED),
+                       (f"staff:{me.id}", "resolve", number, "refused", texts.STAFF_DISABLED)]

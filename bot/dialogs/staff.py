@@ -38,6 +38,7 @@ from storage.models import AuditEntry, Staff, StaffInvite, Ticket, TicketPart
 
 CONFIG_FILE = "notices.toml"
 BIND_ACTION = "bind"  # AuditEntry.action of a binding attempt
+LIST_ACTION = "my_work"  # AuditEntry.action of a refused 「我的工单」
 BOUND = "bound"  # AuditEntry.outcome (REFUSED: bot.casework.desk)
 # What a person sends (not the account's events): from a bound staff member, answered here.
 PERSONAL_KINDS = frozenset({"text", "voice", "image", "video", "shortvideo", "location", "link", "event:click"})
@@ -159,7 +160,15 @@ def _is_command(msg: Inbound, session: Session) -> bool:
 
 async def disabled(msg: Inbound, session: Session) -> str:
     """A staff command from the WeChat of a disabled member: said plainly, not taken as a
-    resident's query or report."""
+    resident's query or report, and audited as a refusal (it commits with this reply)."""
+    org, chat = session.services.case.org, chat_of(session)
+    member = member_of(session) or org.disabled_by_openid(session.resident.openid)
+    command = chat.command.fullmatch((msg.content or "").strip())
+    action = chat.commands[command.group(1)].action if command else LIST_ACTION
+    target = _plain(command.group(2)) if command and command.group(2) else session.resident.openid
+    actor = Actor.of_staff(member).code if member else session.resident.openid
+    session.db.add(AuditEntry(at=session.now, actor=actor, action=action, target=target[:64], outcome=REFUSED,
+                              reason=texts.STAFF_DISABLED[:300]))
     return texts.STAFF_DISABLED
 
 
