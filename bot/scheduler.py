@@ -44,11 +44,15 @@ SESSION_PURGE_JOB = "console-session-purge"
 SESSION_PURGE_SECONDS = 3600
 
 
+# Every job: one run at a time; runs missed while the loop was busy (a load peak) become
+# one run, late rather than skipped (APScheduler's default skips a run over 1 s late, with
+# a warning each time). Daily cron jobs still set their own grace (an hour).
+JOB_DEFAULTS: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+
+
 def add_leader_job(scheduler: AsyncIOScheduler, leadership: Leadership, func: Callable[..., Awaitable[Any]],
                    trigger: str, **kw: Any) -> Job:
     """`scheduler.add_job(func, trigger, **kw)`, the job doing its work in the leader only."""
-    kw.setdefault("max_instances", 1)
-    kw.setdefault("coalesce", True)
     return scheduler.add_job(leadership.guard(func), trigger, **kw)
 
 
@@ -56,18 +60,15 @@ def _add_worker_jobs(scheduler: AsyncIOScheduler, services: Services, inbox: Inb
     """Jobs every worker runs."""
     # Deliveries left undone by a crash or an error: at start, then every few seconds.
     scheduler.add_job(inbox.sweep, "interval", seconds=services.settings.intake.sweep_seconds, id=INBOX_SWEEP_JOB,
-                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+                      next_run_time=datetime.now(timezone.utc))
     # Drafts past [dialog] timeout_minutes: kept for a day, the resident told at once.
-    scheduler.add_job(expire_drafts, "interval", args=[services], seconds=DRAFT_SWEEP_SECONDS, id=DRAFT_SWEEP_JOB,
-                      max_instances=1, coalesce=True)
-    scheduler.add_job(services.outbox.deliver_pending, "interval", seconds=OUTBOX_SWEEP_SECONDS,
-                      id="outbox-sweep", max_instances=1, coalesce=True)
+    scheduler.add_job(expire_drafts, "interval", args=[services], seconds=DRAFT_SWEEP_SECONDS, id=DRAFT_SWEEP_JOB)
+    scheduler.add_job(services.outbox.deliver_pending, "interval", seconds=OUTBOX_SWEEP_SECONDS, id="outbox-sweep")
     # Every minute: pick up a model saved by the leader, another host or the CLI.
-    scheduler.add_job(ModelWatch(services).job, "interval", seconds=MODEL_WATCH_SECONDS, id=MODEL_WATCH_JOB,
-                      max_instances=1, coalesce=True)
+    scheduler.add_job(ModelWatch(services).job, "interval", seconds=MODEL_WATCH_SECONDS, id=MODEL_WATCH_JOB)
     # Staff imported, added, disabled or bound elsewhere: this worker reloads them.
     scheduler.add_job(services.case.org.refresh_if_changed, "interval", args=[services.db], seconds=REFRESH_SECONDS,
-                      id=ORG_REFRESH_JOB, max_instances=1, coalesce=True)
+                      id=ORG_REFRESH_JOB)
 
 
 def _add_leader_jobs(scheduler: AsyncIOScheduler, services: Services, leadership: Leadership) -> None:
@@ -97,11 +98,11 @@ def start_scheduler(services: Services, inbox: Inbox, *, leadership: Leadership 
     process's exit releases it."""
     if leadership is None:
         leadership = Leadership.for_settings(services.settings)
-    scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
+    scheduler = AsyncIOScheduler(timezone="Asia/Shanghai", job_defaults=JOB_DEFAULTS)
     _add_worker_jobs(scheduler, services, inbox)
     # Take leadership at start, then retry (or, as leader, check it) every interval.
     scheduler.add_job(leadership.try_lead, "interval", seconds=leadership.interval, id=LEADER_ELECTION_JOB,
-                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+                      next_run_time=datetime.now(timezone.utc))
     _add_leader_jobs(scheduler, services, leadership)
     scheduler.start()
     return scheduler
