@@ -187,13 +187,15 @@ def cmd_staff_add(args: argparse.Namespace, settings: Settings) -> int:
 def _set_active(active: bool) -> Callable[[argparse.Namespace, Settings], int]:
     def command(args: argparse.Namespace, settings: Settings) -> int:
         from bot.access.accounts import set_account_active
+        from bot.casework.parts import PartPolicy
         from bot.casework.workflow import Workflow
 
-        workflow = Workflow.load(settings.config_dir / "workflow.toml")
+        workflow_file = settings.config_dir / "workflow.toml"
+        workflow, parts = Workflow.load(workflow_file), PartPolicy.load(workflow_file)
 
         async def run(db: Any) -> Any:
             async with db.transaction() as session:
-                return await set_account_active(session, workflow, args.login, active, actor=_operator())
+                return await set_account_active(session, workflow, parts, args.login, active, actor=_operator())
 
         change = asyncio.run(_with_db(settings, run))
         if change is None:

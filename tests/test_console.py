@@ -462,8 +462,8 @@ async def test_disabling_with_the_cli_logs_them_out_of_the_console_at_once(clien
     assert (await console_login(worker, "G01")).status == 303
     await page(worker, "/console/q/mine")
     code, out, err = await minyi(capsys, "staff", "disable", "G01")
-    assert (code, out) == (0, "已停用：G01 王芳。此人仍是 1 件未办结工单的经办人：同网格或同部门的人员可继续办理，"
-                              "调度员也可退回重新派单\n"), err
+    assert (code, out) == (0, "已停用：G01 王芳。此人仍经办 1 件未办结工单：同网格或同部门的人员可继续办理；"
+                              "尚未开始处置的工单，调度员也可退回重新派单\n"), err
     after = await worker.get("/console/q/mine", allow_redirects=False)
     assert after.status == 303 and after.headers["Location"].startswith("/console/login")
     member = await staff_member(client, "G01")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tests.conftest import services_of
 from tests.steps import (actor_code, audit_entries, events_of, follow, messages_to, minyi, parts_of, report,
-                         staff_act, ticket_by_number)
+                         staff_act, staff_member, ticket_by_number)
 
 FUMES = "枫林小区楼下烧烤摊油烟太大，窗户都不敢开"  # 生态环境 leads, 城管 co-department; grid of G01
 GARBAGE = "枫林小区垃圾桶满了三天了没人收，臭气熏天招苍蝇"  # 城管 alone
@@ -105,3 +105,13 @@ async def test_parts_open_on_dispatch_once_and_again_on_a_reopen(client, sender,
     assert [(p.status, p.done_at) for p in await parts_of(client, number)] == [("assigned", None)]
     assert len(await messages_to(client, URBAN)) == urban_before + 2
     assert (await ticket_by_number(client, number)).reopen_count == 1
+
+
+async def test_disabling_a_liaison_counts_the_parts_they_still_hold(client, sender, new_openid, cli_env, capsys):
+    number = await report(sender, await follow(sender, new_openid()), FUMES)
+    code, _, err = await part(capsys, number, "urban_mgmt", "accept", "L03")
+    assert code == 0, err
+    liaison = await staff_member(client, "L03")
+    code, out, err = await minyi(capsys, "staff", "disable", "L03")
+    assert (code, out) == (0, f"已停用：L03 {liaison.name}。此人仍经办 1 项未完成的协办任务：同网格或同部门的人员可继续办理；"
+                              "尚未开始处置的工单，调度员也可退回重新派单\n"), err

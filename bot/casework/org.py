@@ -36,6 +36,9 @@ class Organisation:
     def _set(self, everyone: list[Staff]) -> None:
         self.staff = [p for p in everyone if p.active]  # active staff; others iterate it
         self._by_id = {p.id: p for p in everyone}
+        # Looked up for every message a person sends; an active member wins an openid
+        # a disabled one still holds.
+        self._by_openid = {p.openid: p for p in sorted(everyone, key=lambda p: p.active) if p.openid}
 
     @classmethod
     async def load(cls, session: AsyncSession, rights: RightsTable | None = None) -> "Organisation":
@@ -49,10 +52,15 @@ class Organisation:
         async with db.session() as s:
             if await org_version(s) == self.version:
                 return False
-            fresh = await Organisation.load(s, self.rights)
+            await self.reload_in(s)
+        return True
+
+    async def reload_in(self, session: AsyncSession) -> None:
+        """Reload the staff through `session`: for code inside a transaction that found the
+        database ahead of this worker (there, no second session may be opened)."""
+        fresh = await Organisation.load(session, self.rights)
         self._set(list(fresh._by_id.values()))
         self.version = fresh.version
-        return True
 
     def find(self, who: str) -> Staff | None:
         """An active staff member by 工号 (login), id, or name when the name is unique."""
@@ -68,11 +76,20 @@ class Organisation:
 
     def by_openid(self, openid: str) -> Staff | None:
         """The active staff member whose WeChat is bound to `openid`."""
-        return next((p for p in self.staff if p.openid and p.openid == openid), None)
+        person = self._by_openid.get(openid)
+        return person if person is not None and person.active and person.openid == openid else None
+
+    def note_binding(self, staff_id: int, openid: str) -> None:
+        """A binding this worker just committed, known here before the next reload."""
+        person = self._by_id.get(staff_id)
+        if person is not None:
+            person.openid = openid
+            self._by_openid[openid] = person
 
     def disabled_by_openid(self, openid: str) -> Staff | None:
         """The disabled staff member whose WeChat is (still) bound to `openid`."""
-        return next((p for p in self._by_id.values() if not p.active and p.openid and p.openid == openid), None)
+        person = self._by_openid.get(openid)
+        return person if person is not None and not person.active and person.openid == openid else None
 
 
 def _find(staff: list[Staff], who: str) -> Staff | None:

@@ -91,7 +91,7 @@ async def staff_active(request: web.Request) -> web.Response:
     case, actor = services.case, actor_of(request)
     login, active = request.match_info["login"], request.match_info["change"] == "enable"
     async with services.db.transaction() as session:
-        change = await set_account_active(session, case.workflow, login, active, actor=actor.code)
+        change = await set_account_active(session, case.workflow, case.parts, login, active, actor=actor.code)
     if change is None:
         return await staff_page(request, error=f"没有工号 {login[:32]}", status=404)
     await case.org.refresh_if_changed(case.db)

@@ -38,7 +38,6 @@ from storage.models import AuditEntry, Staff, StaffInvite, Ticket, TicketPart
 
 CONFIG_FILE = "notices.toml"
 BIND_ACTION = "bind"  # AuditEntry.action of a binding attempt
-LIST_ACTION = "my_work"  # AuditEntry.action of a refused 「我的工单」
 BOUND = "bound"  # AuditEntry.outcome (REFUSED: bot.casework.desk)
 # What a person sends (not the account's events): from a bound staff member, answered here.
 PERSONAL_KINDS = frozenset({"text", "voice", "image", "video", "shortvideo", "location", "link", "event:click"})
@@ -132,56 +131,56 @@ def first(resident: Handler | None) -> Handler:
     """The handler for a message a person sent: staff's here, else the resident's."""
 
     async def handle(msg: Inbound, session: Session) -> str | None:
-        handler = _staff_handler(msg, session)
-        if handler is on_message and not await _still_bound(session):
-            # Disabled or unbound since this worker loaded the staff: as if it had reloaded.
-            handler = disabled if _is_command(msg, session) else None
-        handler = handler or resident
+        handler = await _staff_handler(msg, session) or resident
         return await handler(msg, session) if handler else None
 
     return handle
 
 
-def _staff_handler(msg: Inbound, session: Session) -> Handler | None:
+async def _staff_handler(msg: Inbound, session: Session) -> Handler | None:
     if msg.content and bind_code(msg.content, chat_of(session)) is not None:
         return bind
+    org, openid = session.services.case.org, session.resident.openid
+    known = org.by_openid(openid) or org.disabled_by_openid(openid)
+    if known is None:
+        return None  # a resident (no query: staff bound since the last refresh are known at once, _known_here)
+    if await _bound_and_active(session, known) != known.active:
+        # Disabled, re-enabled or unbound elsewhere since this worker loaded the staff: the
+        # staff cache refreshes every 30 s; a command must not wait for it.
+        await org.reload_in(session.db)
     if member_of(session) is not None:
         return on_message
-    if session.services.case.org.disabled_by_openid(session.resident.openid) and _is_command(msg, session):
-        return disabled
-    return None
+    return disabled if _numbered_command(msg, session) else None
 
 
-def _is_command(msg: Inbound, session: Session) -> bool:
-    """A staff command or 「我的工单」: what a former member may still send out of habit."""
-    chat, text = chat_of(session), (msg.content or "").strip()
-    return bool(text) and (_plain(text) in chat.list_words or chat.command.fullmatch(text) is not None)
-
-
-async def disabled(msg: Inbound, session: Session) -> str:
-    """A staff command from the WeChat of a disabled member: said plainly, not taken as a
-    resident's query or report, and audited as a refusal (it commits with this reply)."""
-    org, chat = session.services.case.org, chat_of(session)
-    member = member_of(session) or org.disabled_by_openid(session.resident.openid)
-    command = chat.command.fullmatch((msg.content or "").strip())
-    action = chat.commands[command.group(1)].action if command else LIST_ACTION
-    target = _plain(command.group(2)) if command and command.group(2) else session.resident.openid
-    actor = Actor.of_staff(member).code if member else session.resident.openid
-    session.db.add(AuditEntry(at=session.now, actor=actor, action=action, target=target[:64], outcome=REFUSED,
-                              reason=texts.STAFF_DISABLED[:300]))
-    return texts.STAFF_DISABLED
-
-
-async def _still_bound(session: Session) -> bool:
-    """Whether the database still has this WeChat bound to an active member. The staff
-    cache behind `member_of` is refreshed every 30 s and per worker; a member disabled
-    (or unbound) elsewhere must not work tickets by chat in between."""
-    member = member_of(session)
-    if member is None:
-        return False
+async def _bound_and_active(session: Session, member: Staff) -> bool:
+    """Whether the database has this WeChat bound to `member`, and the account active."""
     found = await session.db.exec(select(Staff.id).where(Staff.id == member.id, col(Staff.active).is_(True),
                                                          Staff.openid == session.resident.openid))
     return found.first() is not None
+
+
+def _numbered_command(msg: Inbound, session: Session) -> re.Match[str] | None:
+    """A staff command with a ticket number or list index: what a former member may still
+    send out of habit. Anything else from them (「退回来的垃圾…」, 「我的工单」) is a resident's."""
+    found = chat_of(session).command.fullmatch((msg.content or "").strip())
+    return found if found is not None and found.group(2) else None
+
+
+async def disabled(msg: Inbound, session: Session) -> str:
+    """A numbered staff command from the WeChat of a disabled member: said plainly, not
+    taken as a resident's query or report, and audited as a refusal (it commits with
+    this reply)."""
+    case, chat = session.services.case, chat_of(session)
+    member = case.org.disabled_by_openid(session.resident.openid)
+    command = _numbered_command(msg, session)
+    assert command is not None
+    word = chat.commands[command.group(1)]
+    action = case.parts.transitions[word.part].action if word.part else word.action
+    session.db.add(AuditEntry(at=session.now, actor=Actor.of_staff(member).code if member else RESIDENT_CODE,
+                              action=action, target=_plain(command.group(2))[:64], outcome=REFUSED,
+                              reason=texts.STAFF_DISABLED[:300]))
+    return texts.STAFF_DISABLED
 
 
 def member_of(session: Session) -> Staff | None:
@@ -283,9 +282,7 @@ def _known_here(session: Session, staff_id: int, openid: str) -> None:
     org = services.case.org
 
     def apply() -> None:
-        person = org.record(staff_id)
-        if person is not None:
-            person.openid = openid
+        org.note_binding(staff_id, openid)
         services.tasks.spawn(org.refresh_if_changed(services.db), name="org-refresh")
 
     session.after_commit(apply)
