@@ -1,7 +1,7 @@
 """Enabling and disabling a staff account, the same from `minyi staff enable|disable` and
 the console's staff admin: the change itself (bot.casework.org_import.set_active, audited),
 the member's console logins ended in the same transaction, and what the operator should
-know next — the open tickets the member still holds as handler."""
+know next — the open tickets and joint-dispatch parts the member still holds as handler."""
 
 from __future__ import annotations
 
@@ -50,9 +50,8 @@ async def set_account_active(session: AsyncSession, workflow: Workflow, parts: P
 
 
 async def _open_tickets_held(session: AsyncSession, workflow: Workflow, staff_id: int) -> int:
-    open_states = [code for code in workflow.states if workflow.is_open(code)]
     found = await session.exec(select(func.count()).select_from(Ticket)
-                               .where(Ticket.handler_id == staff_id, col(Ticket.status).in_(open_states)))
+                               .where(Ticket.handler_id == staff_id, col(Ticket.status).in_(workflow.open_states())))
     return int(found.one())
 
 

@@ -15,7 +15,6 @@ from bot.api.errors import ApiError, Handler
 from bot.api.keys import ACTOR
 from bot.casework.actors import Actor
 from bot.services import SERVICES
-from storage.models import Staff
 
 PUBLIC_ROUTES = frozenset({"openapi"})  # route names served without a token
 REALM = 'Bearer realm="minyi-api"'
@@ -43,10 +42,6 @@ def bearer_token(header: str | None) -> str | None:
     return found.group(1) if found else ""
 
 
-def _cached_active(person: Staff | None) -> bool:
-    return person is not None and person.active
-
-
 def _route_name(request: web.Request) -> str | None:
     route = request.match_info.route
     return route.name or (route.resource.name if route.resource is not None else None)
@@ -67,11 +62,12 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     if token:
         async with case.db.transaction() as session:  # notes the token's last use
             staff_id = await api_token_staff(session, token)
-    if staff_id is not None and not _cached_active(case.org.record(staff_id)):
+    actor = staff_actor(case.org, staff_id) if staff_id is not None else None
+    if staff_id is not None and actor is None:
         # The database says active (api_token_staff checked): this worker's staff cache is
         # older (a member added or re-enabled elsewhere).
         await case.org.refresh_if_changed(case.db)
-    actor = staff_actor(case.org, staff_id) if staff_id is not None else None
+        actor = staff_actor(case.org, staff_id)
     if actor is None:
         raise unauthorized(INVALID, invalid=True)
     request[ACTOR] = actor

@@ -123,7 +123,7 @@ def conditions(case: Casework, actor: Actor, queue: Queue, query: QueueQuery) ->
         return [false()]
     where: list[ColumnElement[bool]] = [rights.visible(case, actor), FILTERS[queue.filter](case, staff, queue)]
     if queue.open_only and not query.status:
-        where.append(col(Ticket.status).in_([c for c in case.workflow.states if case.workflow.is_open(c)]))
+        where.append(col(Ticket.status).in_(case.workflow.open_states()))
     if query.status:
         where.append(col(Ticket.status) == query.status)
     if query.category:

@@ -126,10 +126,6 @@ def _candidates_query(open_states: tuple[str, ...]) -> Prepared:
     return Prepared(union_all(core_select(originals), core_select(own)))
 
 
-@functools.cache
-def _open_states(workflow) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
-    return tuple(sorted(code for code in workflow.states if workflow.is_open(code)))
-
 
 def _stored(raw: object) -> object:
     """The signature string from its JSON text ('"…"'; base64 needs no JSON escapes).
@@ -150,7 +146,7 @@ async def _find_related(case: Casework, connection, new: NewTicket,  # type: ign
     if packed is None or not area_code:
         return None, None
     mine = similarity.Matcher(packed)
-    rows = (await _candidates_query(_open_states(case.workflow)).run(connection, {
+    rows = (await _candidates_query(case.workflow.open_states()).run(connection, {
         "area_code": area_code, "since": now - DUPLICATE_WINDOW, "openid": new.openid,
         "category": new.routing.category})).rows
     best_own = best_other = None

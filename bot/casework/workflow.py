@@ -83,6 +83,10 @@ class Workflow:
         """State codes whose SLA clock is `clock` (running / paused / stopped)."""
         return tuple(sorted(code for code, state in self.states.items() if state.sla_clock == clock))
 
+    def open_states(self) -> tuple[str, ...]:
+        """State codes of tickets not yet closed (`is_open`); sorted, for stable SQL."""
+        return tuple(sorted(code for code in self.states if self.is_open(code)))
+
     def notifies(self, status: str) -> str:
         state = self.states.get(status)
         return state.notify if state else ""

@@ -411,10 +411,9 @@ async def work_of(session: Session, member: Staff, limit: int) -> list[Ticket]:
     queues = _queues(session, member)
     waiting = [and_(col(Ticket.status).in_(states), or_(*_near(session, member, group)))
                for group, states in queues.items() if states]
-    open_states = [code for code in workflow.states if workflow.is_open(code)]
     parts = await _open_parts_of(session, member)
     rows = await session.db.exec(
-        select(Ticket).where(col(Ticket.status).in_(open_states),
+        select(Ticket).where(col(Ticket.status).in_(workflow.open_states()),
                              or_(col(Ticket.handler_id) == member.id, col(Ticket.id).in_(parts or [-1]), *waiting),
                              rights.visible(case, Actor.of_staff(member)))  # as the console lists them
         .order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc()).limit(FETCHED))
