@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import tomllib
@@ -557,7 +558,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     settings = load_settings()
-    return int(args.func(args, settings) or 0)
+    try:
+        return int(args.func(args, settings) or 0)
+    except BrokenPipeError:  # `minyi staff list | head`: the reader has gone, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141  # 128 + SIGPIPE, as a shell reports a command the pipe closed on
 
 
 if __name__ == "__main__":

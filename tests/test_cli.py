@@ -56,6 +56,18 @@ def test_minyi_help_is_chinese(data_dir):
         assert re.search(rf"^\s+{command}\s+\S*{CJK.pattern}", done.stdout, re.M), command
 
 
+def test_a_reader_that_stops_early_ends_the_listing_quietly(data_dir):
+    """`minyi staff list | head -2`: the rest is dropped without a traceback; the exit
+    status is a shell's for a command the pipe closed on."""
+    proc = subprocess.Popen([MINYI, "staff", "list"], env=child_env(data_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as head does after its lines; here before the first (Python is still starting)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 @pytest.mark.parametrize("argv", [
     ["serve"], ["migrate"], ["demo"], ["demo", "load"], ["wechat"], ["wechat", "menu"],
     ["wechat", "menu", "push"], ["outbox"], ["outbox", "list"], ["route"], ["config"], ["config", "show"],
