@@ -159,7 +159,7 @@ def cmd_demo_load(args: argparse.Namespace, settings: Settings) -> int:
 def load_menu(settings: Settings) -> dict[str, Any]:
     with open(settings.config_dir / "menu.toml", "rb") as fh:
         menu = tomllib.load(fh)
-    text = json.dumps(menu, ensure_ascii=False).replace("{public_url}", settings.server.public_url.rstrip("/"))
+    text = json.dumps(menu, ensure_ascii=False).replace("{public_url}", settings.server.base_url)
     return json.loads(text)
 
 

@@ -30,7 +30,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 65536
-    public_url: str = "http://127.0.0.1:8080"
+    public_url: str = ""  # empty: this server's own address (`base_url`)
     # Signs links minyi sends (the 回访 page). Empty: derived from the WeChat token; set a
     # secret of its own in production, the same on every worker and host.
     link_secret: str = ""
@@ -43,6 +43,15 @@ class ServerSettings:
     keepalive_timeout_seconds: float = 15.0
     # Listen backlog of each worker's socket (the kernel caps it at net.core.somaxconn).
     backlog: int = 1024
+
+    @property
+    def base_url(self) -> str:
+        """The base of links minyi sends: `public_url`, or, when none is set (embedded use,
+        `./dev serve --port 8766`), the address this server listens on."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
 
 @dataclass(frozen=True)

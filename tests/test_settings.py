@@ -82,6 +82,16 @@ def test_extra_toml_file_overlays_defaults_and_the_environment_wins(tmp_path):
     assert settings.server.port == 9200 and settings.wechat.appid == "wxsite"
 
 
+def test_links_point_at_this_server_unless_a_public_url_is_set(tmp_path):
+    """`./dev serve --port 8766` (cmd_serve lays host and port over the settings) sends
+    回访 and menu links to port 8766, not to the default 8080; a configured public_url wins."""
+    served = load_settings({}).replace(server={"host": "127.0.0.1", "port": "8766"})
+    assert (served.server.public_url, served.server.base_url) == ("", "http://127.0.0.1:8766")
+    assert load_settings({}).replace(server={"host": "0.0.0.0", "port": "80"}).server.base_url == "http://127.0.0.1:80"
+    public = load_settings({"MINYI_SERVER_PUBLIC_URL": "https://minyi.example/"}).replace(server={"port": "8766"})
+    assert public.server.base_url == "https://minyi.example"
+
+
 @pytest.mark.parametrize("text", ['[server]\nprot = 1\n', '[servr]\nport = 1\n', '[wechat]\nsecrett = "x"\n'])
 def test_unknown_keys_in_a_toml_file_are_refused(tmp_path, text):
     with pytest.raises(ValueError):

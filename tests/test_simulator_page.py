@@ -152,7 +152,7 @@ async def test_resident_reports_through_the_simulator(client):
 
     photo = await send(client, openid, "image", media_id=uploaded["media_id"])
     assert number in photo["reply"] and "照片" in photo["reply"]
-    public_url = services_of(client).settings.server.public_url
+    public_url = services_of(client).settings.server.base_url
     assert f"<PicUrl><![CDATA[{public_url}/sim/media/{uploaded['media_id']}.jpg]]></PicUrl>" in photo["sent"]
 
     # The staff notice and the offline media download are recorded after the reply...

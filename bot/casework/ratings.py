@@ -166,7 +166,7 @@ class LinkSigner:
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "LinkSigner":
-        return cls(settings.server.link_secret or settings.wechat.token, settings.server.public_url)
+        return cls(settings.server.link_secret or settings.wechat.token, settings.server.base_url)
 
     def _mac(self, body: str) -> str:
         digest = hmac.new(self._key, body.encode(), hashlib.sha256).digest()

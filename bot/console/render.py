@@ -29,7 +29,7 @@ class Console:
     @classmethod
     def load(cls, settings: Settings) -> "Console":
         return cls(settings.console, load_queues(settings.config_dir),
-                   settings.server.public_url.lower().startswith("https://"), photo_actions(settings.config_dir),
+                   settings.server.base_url.lower().startswith("https://"), photo_actions(settings.config_dir),
                    secondary_actions(settings.config_dir))
 
 

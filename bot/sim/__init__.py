@@ -141,7 +141,7 @@ def _pic_url(request: web.Request, session: SimSession, action: Action) -> str:
     photo = session.photos.get(action.fields["media_id"])
     if photo is None:
         raise SimError(403, "这张照片不是当前模拟会话上传的：请先上传照片")
-    base = request.app[SERVICES].settings.server.public_url.rstrip("/")
+    base = request.app[SERVICES].settings.server.base_url
     return f"{base}/sim/media/{photo.name}"
 
 
